@@ -57,6 +57,11 @@ export class Bus {
     return -1;
   }
 
+  /** True if a device claims `address`. */
+  claims(address: number): boolean {
+    return this.indexOf(address) >= 0;
+  }
+
   /** Dispatches a read; returns false (and fills with 0xff) when no device claims it. */
   read(address: number, data: Uint8Array): boolean {
     const i = this.indexOf(address);

@@ -18,8 +18,8 @@ export const munmapRaw = libc.func('int munmap(void *addr, size_t length)') as (
 export const memfdCreate = libc.func('int memfd_create(const char *name, unsigned int flags)') as (name: string, flags: number) => number;
 export const ftruncate = libc.func('int ftruncate(int fd, int64_t length)') as (fd: number, length: number) => number;
 export const eventfd = libc.func('int eventfd(unsigned int initval, int flags)') as (initval: number, flags: number) => number;
-export const read = libc.func('ssize_t read(int fd, void *buf, size_t count)') as (fd: number, buf: Uint8Array, count: number) => number;
-export const write = libc.func('ssize_t write(int fd, const void *buf, size_t count)') as (fd: number, buf: Uint8Array, count: number) => number;
+export const read = libc.func('intptr_t read(int fd, void *buf, size_t count)') as (fd: number, buf: Uint8Array, count: number) => number;
+export const write = libc.func('intptr_t write(int fd, const void *buf, size_t count)') as (fd: number, buf: Uint8Array, count: number) => number;
 export const pthreadSelf = libc.func('unsigned long pthread_self()') as () => number | bigint;
 export const pthreadKill = libc.func('int pthread_kill(unsigned long thread, int sig)') as (thread: number | bigint, sig: number) => number;
 export const madvise = libc.func('int madvise(void *addr, size_t length, int advice)') as (addr: Pointer, length: number, advice: number) => number;
