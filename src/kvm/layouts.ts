@@ -78,3 +78,4 @@ export const IOEVENTFD = { datamatch: 0, addr: 8, len: 16, fd: 20, flags: 24 } a
 export const IRQFD = { fd: 0, gsi: 4, flags: 8, resamplefd: 12 } as const;
 export const VCPU_EVENTS = { exception: 0, interrupt: 8, nmi: 12, sipi_vector: 16, flags: 20 } as const;
 export const IRQ_ROUTING_ENTRY_U = 16;
+export const FPU = { fcw: 128, mxcsr: 408 } as const;

@@ -3,7 +3,7 @@
 import * as libc from '../native/libc.js';
 import * as K from './constants.js';
 import { ioctlError } from './errors.js';
-import { REG_NAMES, SEGMENT, SIZEOF, SREGS, VCPU_EVENTS } from './layouts.js';
+import { FPU, REG_NAMES, SEGMENT, SIZEOF, SREGS, VCPU_EVENTS } from './layouts.js';
 import { encodeCpuidEntries, type CpuidEntry } from './system.js';
 
 export type RegName = (typeof REG_NAMES)[number];
@@ -103,8 +103,8 @@ export class KvmVcpu {
   /** Sets FPU control word and MXCSR to their reset values (x87 FCW 0x37f, MXCSR 0x1f80). */
   resetFpu(): void {
     const b = Buffer.alloc(SIZEOF.kvm_fpu);
-    b.writeUInt16LE(0x37f, 128); // fcw, after fpr[8][16]
-    b.writeUInt32LE(0x1f80, 128 + 24); // mxcsr
+    b.writeUInt16LE(0x37f, FPU.fcw);
+    b.writeUInt32LE(0x1f80, FPU.mxcsr);
     this.call('KVM_SET_FPU', K.KVM_SET_FPU, b);
   }
 
