@@ -151,7 +151,7 @@ export class PciConfigSpace {
     const spec = this.barSpecs[index];
     if (spec === undefined) return 0;
     const offset = PciHeader.Bar0 + 4 * index;
-    const low = this.view.getUint32(offset, true) & 0xffff_fff0;
+    const low = (this.view.getUint32(offset, true) & 0xffff_fff0) >>> 0;
     const high = spec.is64Bit ? this.view.getUint32(offset + 4, true) : 0;
     return high * 2 ** 32 + low;
   }
