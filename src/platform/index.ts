@@ -12,3 +12,4 @@ export {
 export { AcpiBuildError, type AcpiBuildErrorKind } from './acpi/errors.js';
 export { RTC_CENTURY_INDEX } from './acpi/tables.js';
 export { virtioMmioDeviceName } from './acpi/dsdt.js';
+export { Uart16550, UartStateError, UART_FIFO_SIZE, type Uart16550Options, type Uart16550State } from './serial/uart16550.js';
