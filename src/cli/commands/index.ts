@@ -1,5 +1,9 @@
 // The list of sub-commands. Add one import and one entry per command file.
 import type { Command } from 'commander';
+import { register as host } from './host.js';
+import { register as vhostUser } from './vhost-user.js';
 
 export const commands: Array<(program: Command) => void> = [
+  host,
+  vhostUser,
 ];
