@@ -1,0 +1,105 @@
+// One descriptor chain popped from a virtqueue, flattened into segments. A device keeps one
+// DescriptorChain per queue and refills it for every request: no allocation per request.
+// Every segment was checked against guest memory when the chain was read (virtio 1.2 §2.7.5).
+import type { GuestMemory } from '../../memory/guest-memory.js';
+
+export class DescriptorChain {
+  /** Descriptor index of the chain's head: what goes back in the used ring. */
+  head = 0;
+  /** Number of segments; [0, writableStart) are device-readable, the rest device-writable. */
+  count = 0;
+  writableStart = 0;
+  readableBytes = 0;
+  writableBytes = 0;
+  readonly addresses: Float64Array;
+  readonly lengths: Uint32Array;
+
+  constructor(readonly capacity: number) {
+    this.addresses = new Float64Array(capacity);
+    this.lengths = new Uint32Array(capacity);
+  }
+
+  /** Empties the chain before it is refilled. */
+  clear(head: number): void {
+    this.head = head;
+    this.count = 0;
+    this.writableStart = 0;
+    this.readableBytes = 0;
+    this.writableBytes = 0;
+  }
+
+  get readableCount(): number {
+    return this.writableStart;
+  }
+
+  get writableCount(): number {
+    return this.count - this.writableStart;
+  }
+
+  /**
+   * Copies device-readable bytes [offset, offset + target.length) into target; returns how
+   * many bytes were available (less than target.length if the chain is shorter).
+   */
+  readFrom(memory: GuestMemory, offset: number, target: Uint8Array): number {
+    return this.copy(memory, 0, this.writableStart, offset, target, false);
+  }
+
+  /** Copies source into the device-writable bytes starting at offset; returns bytes written. */
+  writeTo(memory: GuestMemory, offset: number, source: Uint8Array): number {
+    return this.copy(memory, this.writableStart, this.count, offset, source, true);
+  }
+
+  /**
+   * Calls visit(segmentBytes) for the part of the segments [from, to) that covers the byte
+   * range [offset, offset + length) of that side of the chain; zero copy when a segment is in
+   * one memory view. Returns the number of bytes visited.
+   */
+  forEachSlice(memory: GuestMemory, writable: boolean, offset: number, length: number, visit: (bytes: Uint8Array, chainOffset: number) => void): number {
+    const from = writable ? this.writableStart : 0;
+    const to = writable ? this.count : this.writableStart;
+    let skipped = 0;
+    let done = 0;
+    for (let i = from; i < to && done < length; i++) {
+      const segLength = this.lengths[i]!;
+      if (skipped + segLength <= offset) {
+        skipped += segLength;
+        continue;
+      }
+      const inner = offset > skipped ? offset - skipped : 0;
+      skipped += segLength;
+      const n = Math.min(segLength - inner, length - done);
+      const address = this.addresses[i]! + inner;
+      const view = memory.slice(address, n);
+      if (view !== undefined) {
+        visit(view, offset + done);
+      } else {
+        // The segment straddles two 1 GiB views: bounce through a copy.
+        const bounce = memory.read(address, n);
+        visit(bounce, offset + done);
+        if (writable) memory.write(address, bounce);
+      }
+      done += n;
+    }
+    return done;
+  }
+
+  private copy(memory: GuestMemory, from: number, to: number, offset: number, bytes: Uint8Array, toGuest: boolean): number {
+    let skipped = 0;
+    let done = 0;
+    for (let i = from; i < to && done < bytes.length; i++) {
+      const segLength = this.lengths[i]!;
+      if (skipped + segLength <= offset) {
+        skipped += segLength;
+        continue;
+      }
+      const inner = offset > skipped ? offset - skipped : 0;
+      skipped += segLength;
+      const n = Math.min(segLength - inner, bytes.length - done);
+      const address = this.addresses[i]! + inner;
+      if (toGuest) memory.write(address, bytes.subarray(done, done + n));
+      else memory.readInto(address, bytes.subarray(done, done + n));
+      done += n;
+    }
+    return done;
+  }
+}
