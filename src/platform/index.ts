@@ -13,3 +13,5 @@ export { AcpiBuildError, type AcpiBuildErrorKind } from './acpi/errors.js';
 export { RTC_CENTURY_INDEX } from './acpi/tables.js';
 export { virtioMmioDeviceName } from './acpi/dsdt.js';
 export { Uart16550, UartStateError, UART_FIFO_SIZE, type Uart16550Options, type Uart16550State } from './serial/uart16550.js';
+export { TerminalConsole, type TerminalConsoleOptions, type SerialPort, type ConsoleInput, type ConsoleOutput } from './serial/terminal-console.js';
+export { EscapeFilter, ESCAPE_HELP, type EscapeCommand } from './serial/escape.js';

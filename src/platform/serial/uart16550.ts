@@ -54,6 +54,7 @@ const MCR_MASK = 0x1f;
 // LSR bits.
 const LSR_DR = 0x01;
 const LSR_OE = 0x02;
+const LSR_BI = 0x10;
 const LSR_THRE = 0x20;
 const LSR_TEMT = 0x40;
 const LSR_ERRORS = 0x1e; // OE | PE | FE | BI: cleared by reading LSR
@@ -147,6 +148,17 @@ export class Uart16550 implements BusDevice {
     this.stats.received += take;
     this.update();
     return take;
+  }
+
+  /**
+   * A break condition on the line (Ctrl-A b on the console): a zero character is received
+   * with LSR.BI set (data sheet, LSR bit 4). Linux treats it as the SysRq prefix.
+   */
+  sendBreak(): void {
+    if (this.mcr & MCR_LOOP) return;
+    this.push(0);
+    this.lsrErrors |= LSR_BI;
+    this.update();
   }
 
   /** The current interrupt level (also driven onto the InterruptLine). */
