@@ -62,7 +62,17 @@ export interface BootPlan {
   readonly loadedRange: { readonly start: number; readonly end: number };
   /** Human-readable summary: format, entry point, notable choices. */
   readonly description: string;
+  /** Which boot protocol the plan follows (absent for hand-made plans). */
+  readonly protocol?: BootProtocol;
+  /** The memory map handed to the guest (e820 / multiboot mmap / PVH memmap), for logs and tests. */
+  readonly memoryMap?: readonly MemoryMapEntry[];
+  /** Guest addresses of the boot structures the plan wrote (zero page, info structure, ...). */
+  readonly structures?: Readonly<Record<string, number>>;
+  /** The kernel's PVH entry point (XEN_ELFNOTE_PHYS32_ENTRY), when it has one. */
+  readonly pvhEntry?: number;
 }
+
+export type BootProtocol = 'linux-64' | 'linux-pvh' | 'multiboot1' | 'multiboot2';
 
 /** One e820 / multiboot memory-map entry. */
 export interface MemoryMapEntry {

@@ -39,6 +39,11 @@ export class ByteReader {
     if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw new TruncatedError(offset, 8, this.bytes.length, 'value too large');
     return Number(value);
   }
+  /** A 64-bit field that may exceed 2^53 (virtual addresses such as 0xffffffff81000000). */
+  u64Big(offset: number): bigint {
+    this.need(offset, 8);
+    return this.view.getBigUint64(offset, true);
+  }
   slice(offset: number, size: number): Uint8Array {
     this.need(offset, size);
     return this.bytes.subarray(offset, offset + size);

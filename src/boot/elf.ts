@@ -13,7 +13,8 @@ const MAX_PROGRAM_HEADERS = 256;
 
 export interface ElfLoadSegment {
   readonly physicalAddress: number;
-  readonly virtualAddress: number;
+  /** Virtual addresses may exceed 2^53 (kernel half), hence bigint. */
+  readonly virtualAddress: bigint;
   readonly fileOffset: number;
   readonly fileSize: number;
   readonly memorySize: number;
@@ -28,7 +29,8 @@ export interface ElfNote {
 export interface ElfImage {
   readonly bits: 32 | 64;
   readonly machine: 'i386' | 'x86_64';
-  readonly entry: number;
+  /** e_entry: a physical address for vmlinux and multiboot images, possibly a virtual one elsewhere. */
+  readonly entry: bigint;
   readonly loads: readonly ElfLoadSegment[];
   readonly notes: readonly ElfNote[];
 }
@@ -51,7 +53,7 @@ export function parseElf(bytes: Uint8Array): ElfImage {
     const bits = elfClass === 1 ? 32 : 64;
     const machineCode = r.u16(18);
     if (machineCode !== EM_386 && machineCode !== EM_X86_64) throw new ElfError(`ELF machine ${machineCode} is not x86`);
-    const entry = bits === 64 ? r.u64(24) : r.u32(24);
+    const entry = bits === 64 ? r.u64Big(24) : BigInt(r.u32(24));
     const phoff = bits === 64 ? r.u64(32) : r.u32(28);
     const phentsize = r.u16(bits === 64 ? 54 : 42);
     const phnum = r.u16(bits === 64 ? 56 : 44);
@@ -65,7 +67,7 @@ export function parseElf(bytes: Uint8Array): ElfImage {
       const at = phoff + i * phentsize;
       const type = r.u32(at);
       const offset = bits === 64 ? r.u64(at + 8) : r.u32(at + 4);
-      const vaddr = bits === 64 ? r.u64(at + 16) : r.u32(at + 8);
+      const vaddr = bits === 64 ? r.u64Big(at + 16) : BigInt(r.u32(at + 8));
       const paddr = bits === 64 ? r.u64(at + 24) : r.u32(at + 12);
       const filesz = bits === 64 ? r.u64(at + 32) : r.u32(at + 16);
       const memsz = bits === 64 ? r.u64(at + 40) : r.u32(at + 20);

@@ -123,7 +123,8 @@ export function cpuStartState(mode: CpuMode, regs: StartRegisters): CpuStartStat
     gs: data,
     ss: data,
     tr: segmentFrom(BOOT_TSS, TSS),
-    ldt: { base: 0, limit: 0, selector: 0, type: 0x2, present: false, dpl: 0, db: false, s: false, l: false, g: false },
+    // An empty LDT (type 2) marked present: the machine passes segments to KVM as usable.
+    ldt: { base: 0, limit: 0xffff, selector: 0, type: 0x2, present: true, dpl: 0, db: false, s: false, l: false, g: false },
     gdt: { base: regs.gdtBase, limit: GDT_SIZE - 1 },
     idt: { base: 0, limit: 0 },
   };
