@@ -15,3 +15,4 @@ export { virtioMmioDeviceName } from './acpi/dsdt.js';
 export { Uart16550, UartStateError, UART_FIFO_SIZE, type Uart16550Options, type Uart16550State } from './serial/uart16550.js';
 export { TerminalConsole, type TerminalConsoleOptions, type SerialPort, type ConsoleInput, type ConsoleOutput } from './serial/terminal-console.js';
 export { EscapeFilter, ESCAPE_HELP, type EscapeCommand } from './serial/escape.js';
+export { CmosRtc, RtcStateError, type CmosRtcOptions, type CmosRtcState } from './rtc/cmos-rtc.js';
