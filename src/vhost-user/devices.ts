@@ -1,5 +1,7 @@
 // Which device model `novm vhost-user KIND` serves, built from command-line options.
 import { InputError } from '../common/errors.js';
+import { FileBlockBackend } from '../virtio/devices/blk/block-backend.js';
+import { BlkDevice } from '../virtio/devices/blk/blk-device.js';
 import { RngDevice } from '../virtio/devices/rng/rng-device.js';
 import type { BackendDevice } from './backend.js';
 
@@ -20,10 +22,16 @@ export interface OpenedDevice {
   close(): Promise<void>;
 }
 
-export async function createBackendDevice(kind: string, _options: BackendDeviceOptions): Promise<OpenedDevice> {
+export async function createBackendDevice(kind: string, options: BackendDeviceOptions): Promise<OpenedDevice> {
   switch (kind) {
     case 'rng':
       return { model: new RngDevice(), close: async () => {} };
+    case 'blk': {
+      if (options.image === undefined) throw new InputError('vhost-user blk needs --image FILE');
+      const backend = new FileBlockBackend(options.image, options.readonly === true);
+      const model = new BlkDevice(backend, { queues: options.queues ?? 1, ...(options.serial === undefined ? {} : { serial: options.serial }) });
+      return { model, close: async () => backend.close() };
+    }
     default:
       if ((BACKEND_DEVICE_KINDS as readonly string[]).includes(kind)) throw new InputError(`vhost-user ${kind}: not implemented yet`);
       throw new InputError(`unknown device kind '${kind}' (expected one of: ${BACKEND_DEVICE_KINDS.join(', ')})`);

@@ -165,6 +165,8 @@ export interface GuestOptions {
   readonly qemuArgs: readonly string[];
   readonly timeoutMs?: number;
   readonly memoryMiB?: number;
+  /** Virtual CPUs (multi-queue devices use at most one queue per CPU). */
+  readonly cpus?: number;
   readonly append?: string;
 }
 
@@ -174,7 +176,7 @@ export function runGuest(options: GuestOptions): Promise<GuestRun> {
   if (kernel === undefined) return Promise.reject(new Error('no guest kernel'));
   const mem = options.memoryMiB ?? 512;
   const args = [
-    '-accel', 'tcg', '-m', `${mem}`, '-smp', '1', '-nodefaults', '-no-user-config', '-display', 'none',
+    '-accel', 'tcg', '-m', `${mem}`, '-smp', `${options.cpus ?? 1}`, '-nodefaults', '-no-user-config', '-display', 'none',
     '-serial', 'stdio', '-monitor', 'none', '-no-reboot',
     '-object', `memory-backend-memfd,id=mem,size=${mem}M,share=on`, '-numa', 'node,memdev=mem',
     '-kernel', kernel.image, '-initrd', options.initramfs,
