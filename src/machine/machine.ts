@@ -49,6 +49,15 @@ export interface MachineOptions {
   readonly attachDevices?: (context: DeviceContext) => void | (() => void);
 }
 
+/** KVM's supported CPUID with this vCPU's APIC id filled in (KVM leaves that to the VMM). */
+function withApicId(supported: readonly CpuidEntry[], apicId: number): CpuidEntry[] {
+  return supported.map((e) => {
+    if (e.function === 1) return { ...e, ebx: ((e.ebx & 0x00ffffff) | (apicId << 24)) >>> 0 };
+    if (e.function === 0xb || e.function === 0x1f) return { ...e, edx: apicId };
+    return e;
+  });
+}
+
 export class Machine {
   private readonly machineState = new SharedArrayBuffer(MACHINE.length * 4);
   private readonly machineWords = new Int32Array(this.machineState);
@@ -119,7 +128,7 @@ export class Machine {
     for (let i = 0; i < this.options.cpus; i++) {
       const vcpu: KvmVcpu = this.vm.createVcpu(i);
       this.threads.push(new VcpuThread(vcpu));
-      vcpu.setCpuid(this.options.cpuid ? this.options.cpuid(i, supported) : supported);
+      vcpu.setCpuid(this.options.cpuid ? this.options.cpuid(i, supported) : withApicId(supported, i));
       if (this.options.msrs && this.options.msrs.length > 0) vcpu.setMsrs(this.options.msrs);
       // Application processors stay in wait-for-SIPI; the guest starts them via its LAPIC.
       if (i === 0) applyStartState(vcpu, this.options.boot.cpu);
@@ -149,7 +158,7 @@ export class Machine {
       const mailbox = new MailboxServer(this.pio, this.mmio, (error) => this.endFromMain(ExitCause.Error, `device error: ${String(error)}`));
       this.mailboxes.push(mailbox);
       mailbox.start();
-      thread.start(this.machineState, mailbox.buffer, local, (report) => this.onReport(report));
+      thread.start(this.machineState, mailbox.buffer, local, this.regions, (report) => this.onReport(report));
     }
   }
 

@@ -1,4 +1,5 @@
 // Messages and start-up data exchanged between the machine and its vCPU workers.
+import type { GuestRegion } from '../memory/guest-memory.js';
 import type { LocalDeviceSpec } from './local-devices.js';
 import type { ExitCause } from './shared-state.js';
 
@@ -10,6 +11,7 @@ export interface VcpuWorkerData {
   readonly machineState: SharedArrayBuffer;
   readonly mailbox: SharedArrayBuffer;
   readonly localDevices: readonly LocalDeviceSpec[];
+  readonly memoryRegions: readonly GuestRegion[];
 }
 
 export type VcpuExitReport =

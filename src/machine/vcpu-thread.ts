@@ -3,6 +3,7 @@ import { Worker } from 'node:worker_threads';
 import { RUN } from '../kvm/layouts.js';
 import type { KvmVcpu } from '../kvm/vcpu.js';
 import * as libc from '../native/libc.js';
+import type { GuestRegion } from '../memory/guest-memory.js';
 import type { LocalDeviceSpec } from './local-devices.js';
 import { CTRL, Command, VcpuStatus } from './shared-state.js';
 import type { VcpuExitReport, VcpuWorkerData } from './vcpu-messages.js';
@@ -33,11 +34,13 @@ export class VcpuThread {
     this.runBytes = new Uint8Array(libc.viewOf(this.run.address, vcpu.mmapSize));
   }
 
-  start(machineState: SharedArrayBuffer, mailbox: SharedArrayBuffer, localDevices: readonly LocalDeviceSpec[], onReport: (report: VcpuExitReport) => void): void {
+  start(machineState: SharedArrayBuffer, mailbox: SharedArrayBuffer, localDevices: readonly LocalDeviceSpec[], memoryRegions: readonly GuestRegion[], onReport: (report: VcpuExitReport) => void): void {
     installKickHandler();
     const workerData: VcpuWorkerData = {
       vcpuFd: this.vcpu.fd, vcpuId: this.vcpu.id, mmapSize: this.vcpu.mmapSize,
       control: this.control, machineState, mailbox, localDevices,
+      // Plain descriptors only: the mapping objects hold koffi pointers that cannot be cloned.
+      memoryRegions: memoryRegions.map((r) => ({ start: r.start, size: r.size, fd: r.fd, fdOffset: r.fdOffset, hostAddress: r.hostAddress })),
     };
     const worker = new Worker(new URL('./vcpu-worker.js', import.meta.url), { workerData, stdout: false, stderr: false });
     this.worker = worker;

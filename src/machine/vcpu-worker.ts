@@ -8,6 +8,7 @@ import * as K from '../kvm/constants.js';
 import { RUN } from '../kvm/layouts.js';
 import { KvmVcpu } from '../kvm/vcpu.js';
 import * as libc from '../native/libc.js';
+import { memoryFromDescriptors } from '../memory/memfd-memory.js';
 import { completeInstruction } from './emulation-fixups.js';
 import { CountingSinkDevice, DebugExitDevice, type LocalDeviceSpec } from './local-devices.js';
 import { AccessKind, CTRL, Command, ExitCause, MACHINE, MAILBOX, MAILBOX_DATA_BYTE_OFFSET, VcpuStatus } from './shared-state.js';
@@ -24,6 +25,8 @@ const runBuffer = libc.viewOf(runMapping.address, data.mmapSize);
 const run = new DataView(runBuffer);
 const runBytes = new Uint8Array(runBuffer);
 
+// The worker's own view of guest RAM (same pages), for completing emulation failures.
+const memory = memoryFromDescriptors(data.memoryRegions);
 const pioBus = new Bus();
 const mmioBus = new Bus();
 const sinks: CountingSinkDevice[] = [];
@@ -138,7 +141,7 @@ function handleInternalError(): boolean {
   if (suberror === K.KVM_INTERNAL_ERROR_EMULATION) {
     const size = Math.min(run.getUint8(RUN.emulation_insn_size), 15);
     const bytes = runBytes.slice(RUN.emulation_insn_bytes, RUN.emulation_insn_bytes + size);
-    if (size > 0 && completeInstruction(vcpu, bytes) !== undefined) {
+    if (size > 0 && completeInstruction(vcpu, bytes, memory) !== undefined) {
       fixups++;
       return true;
     }
