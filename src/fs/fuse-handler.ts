@@ -1,0 +1,724 @@
+// The FUSE request handler: request bytes in, reply bytes out, with no knowledge of how requests
+// arrive (/dev/fuse here, virtio-fs descriptor chains elsewhere).
+//
+//   handler.handle(request, done)   done(reply) is called exactly once, synchronously for metadata
+//                                   operations and later for data I/O (READ, WRITE, FSYNC run in the
+//                                   libuv thread pool so a slow one does not stall the others);
+//                                   done(null) means "no reply" (FORGET, BATCH_FORGET, INTERRUPT).
+//                                   The reply bytes are only valid during the callback.
+//   handler.forget(request)         the FORGET/BATCH_FORGET fast path (virtio-fs hiprio queue):
+//                                   no reply, no allocation.
+//
+// Every field the client sends is bounds-checked against the request length; a malformed request
+// gets an error reply (EINVAL/EPROTO/ESTALE/EBADF), never an exception out of handle().
+import { fdatasync as fdatasyncCb, fsync as fsyncCb, read as readCb, write as writeCb } from 'node:fs';
+import {
+  closeFd, fallocate, fstatfs, lseek, O_ACCMODE, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, S_IFDIR, SEEK_DATA, SEEK_HOLE,
+  STATFS_SIZE, StatfsOffset, StatOffset, syncfs,
+} from '../native/fs-calls.js';
+import { Errno, errnoOf, FsError, sys } from './errors.js';
+import {
+  ATTR_OUT_SIZE, DIRENT_HEADER_SIZE, ENTRY_OUT_SIZE, FATTR_ATIME, FATTR_ATIME_NOW, FATTR_FH, FATTR_GID, FATTR_MODE,
+  FATTR_MTIME, FATTR_MTIME_NOW, FATTR_SIZE, FATTR_UID, FOPEN_KEEP_CACHE, FUSE_ASYNC_DIO, FUSE_ASYNC_READ,
+  FUSE_ATOMIC_O_TRUNC, FUSE_BIG_WRITES, FUSE_CACHE_SYMLINKS, FUSE_DO_READDIRPLUS, FUSE_FSYNC_FDATASYNC,
+  FUSE_KERNEL_MINOR_VERSION, FUSE_KERNEL_VERSION, FUSE_MAX_PAGES, FUSE_MIN_MINOR_VERSION, FUSE_PARALLEL_DIROPS,
+  FUSE_READDIRPLUS_AUTO, FUSE_SETXATTR_EXT, FUSE_WRITEBACK_CACHE, IN_HEADER_SIZE, INIT_OUT_SIZE, MAX_PAGES, MAX_WRITE,
+  OPEN_OUT_SIZE, Opcode, OUT_HEADER_SIZE, REQUEST_BUFFER_SIZE, STATFS_OUT_SIZE, WRITE_IN_SIZE,
+} from './fuse-abi.js';
+import type { HostStat } from './host-stat.js';
+import { IdTable } from './id-table.js';
+import { type DirEntry, type FsNode, type SetAttr, UnionFs } from './union.js';
+
+export type ReplyCallback = (reply: Uint8Array | null) => void;
+
+interface OpenFile {
+  fd: number;
+  node: FsNode;
+  entries: DirEntry[] | null;
+  index: number;
+  generation: number;
+}
+
+export interface HandlerOptions {
+  /** Seconds the client may cache entries and attributes. */
+  readonly cacheTimeoutSeconds?: number;
+  /** Log line sink for unexpected (non-errno) failures. */
+  readonly log?: (line: string) => void;
+}
+
+export interface HandlerMetrics {
+  requests: number;
+  errors: number;
+  malformed: number;
+  unexpected: number;
+  openFiles: number;
+}
+
+const SYNTHETIC_INO_BASE = 0xffff_0000;
+
+export class FuseHandler {
+  readonly metrics: HandlerMetrics = { requests: 0, errors: 0, malformed: 0, unexpected: 0, openFiles: 0 };
+  private readonly files = new IdTable<OpenFile>(1);
+  private readonly reply = Buffer.alloc(REQUEST_BUFFER_SIZE);
+  private readonly out = new DataView(this.reply.buffer, this.reply.byteOffset, this.reply.byteLength);
+  private readonly views = new WeakMap<ArrayBufferLike, { view: DataView; buffer: Buffer }>();
+  private readonly readPool: Buffer[] = [];
+  private readonly statfsBuf = new Uint8Array(STATFS_SIZE);
+  private readonly statfsView = new DataView(this.statfsBuf.buffer);
+  private readonly timeout: number;
+  private readonly log: (line: string) => void;
+  private initialized = false;
+  private minor = 0;
+  private writeback = false;
+  private setxattrExt = false;
+  // Per-request decoding state (one request is decoded at a time on this thread).
+  private dv!: DataView;
+  private buf!: Buffer;
+  private base = 0;
+  private end = 0;
+
+  constructor(readonly union: UnionFs, options: HandlerOptions = {}) {
+    this.timeout = options.cacheTimeoutSeconds ?? 1;
+    this.log = options.log ?? ((line) => process.stderr.write(`novm fs: ${line}\n`));
+  }
+
+  get negotiatedMinor(): number {
+    return this.minor;
+  }
+
+  /** True for requests that take the FORGET fast path (no reply). */
+  static isForget(request: Uint8Array): boolean {
+    if (request.length < IN_HEADER_SIZE) return false;
+    const op = request[4]! | (request[5]! << 8) | (request[6]! << 16) | (request[7]! << 24);
+    return op === Opcode.FORGET || op === Opcode.BATCH_FORGET;
+  }
+
+  /** FORGET / BATCH_FORGET: drop client lookups. Never replies; unknown ids are ignored. */
+  forget(request: Uint8Array): void {
+    if (!this.decode(request)) return;
+    const op = this.dv.getUint32(this.base + 4, true);
+    if (op === Opcode.FORGET) {
+      if (this.end - this.base < IN_HEADER_SIZE + 8) return;
+      this.forgetOne(this.dv.getUint32(this.base + 16, true), this.dv.getUint32(this.base + 20, true), this.u64(IN_HEADER_SIZE));
+    } else if (op === Opcode.BATCH_FORGET) {
+      if (this.end - this.base < IN_HEADER_SIZE + 8) return;
+      const count = this.dv.getUint32(this.base + IN_HEADER_SIZE, true);
+      const fit = Math.floor((this.end - this.base - IN_HEADER_SIZE - 8) / 16);
+      const n = Math.min(count, fit);
+      for (let i = 0; i < n; i++) {
+        const o = IN_HEADER_SIZE + 8 + i * 16;
+        this.forgetOne(this.dv.getUint32(this.base + o, true), this.dv.getUint32(this.base + o + 4, true), this.u64(o + 8));
+      }
+    }
+  }
+
+  private forgetOne(low: number, high: number, count: number): void {
+    const node = this.union.nodes.get(low, high);
+    if (node) this.union.forget(node, count);
+  }
+
+  handle(request: Uint8Array, done: ReplyCallback): void {
+    this.metrics.requests++;
+    if (!this.decode(request)) {
+      this.metrics.malformed++;
+      // Too short to carry a unique id: nothing can be answered.
+      if (request.length < 16) return done(null);
+      return done(this.errorReply(request, Errno.EINVAL));
+    }
+    const op = this.dv.getUint32(this.base + 4, true);
+    if (op === Opcode.FORGET || op === Opcode.BATCH_FORGET) {
+      this.forget(request);
+      return done(null);
+    }
+    if (op === Opcode.INTERRUPT) return done(null);
+    try {
+      if (op !== Opcode.INIT && !this.initialized) throw new FsError(Errno.EIO, 'request before INIT');
+      this.dispatch(op, request, done);
+    } catch (error) {
+      if (!(error instanceof FsError) && !(error instanceof RangeError)) {
+        const errno = errnoOf(error);
+        if (errno === Errno.EIO) {
+          this.metrics.unexpected++;
+          this.log(`opcode ${op}: ${error instanceof Error ? error.message : String(error)}`);
+        }
+      }
+      done(this.errorReply(request, error instanceof RangeError ? Errno.EINVAL : errnoOf(error)));
+    }
+  }
+
+  // ---- decoding helpers -------------------------------------------------------------------------
+
+  private decode(request: Uint8Array): boolean {
+    let cached = this.views.get(request.buffer);
+    if (!cached) {
+      cached = { view: new DataView(request.buffer), buffer: Buffer.from(request.buffer) };
+      this.views.set(request.buffer, cached);
+    }
+    this.dv = cached.view;
+    this.buf = cached.buffer;
+    this.base = request.byteOffset;
+    if (request.length < IN_HEADER_SIZE) return false;
+    const len = this.dv.getUint32(this.base, true);
+    if (len < IN_HEADER_SIZE || len > request.length) return false;
+    this.end = this.base + len;
+    return true;
+  }
+
+  /** u64 at request offset `o` as a number; beyond 2^53 is refused. */
+  private u64(o: number): number {
+    this.need(o + 8);
+    const hi = this.dv.getUint32(this.base + o + 4, true);
+    if (hi >= 0x20_0000) throw new FsError(Errno.EINVAL, 'u64 too large');
+    return this.dv.getUint32(this.base + o, true) + hi * 0x1_0000_0000;
+  }
+  private u32(o: number): number {
+    this.need(o + 4);
+    return this.dv.getUint32(this.base + o, true);
+  }
+  private need(o: number): void {
+    if (this.base + o > this.end) throw new FsError(Errno.EINVAL, 'request too short');
+  }
+  /** A NUL-terminated name at request offset `o`; returns [name, offset after the NUL]. */
+  private cstring(o: number): [string, number] {
+    const start = this.base + o;
+    if (start >= this.end) throw new FsError(Errno.EINVAL, 'missing name');
+    const nul = this.buf.indexOf(0, start);
+    if (nul < 0 || nul >= this.end) throw new FsError(Errno.EINVAL, 'unterminated name');
+    return [this.buf.toString('latin1', start, nul), nul + 1 - this.base];
+  }
+  private node(o = 16): FsNode {
+    return this.union.node(this.dv.getUint32(this.base + o, true), this.dv.getUint32(this.base + o + 4, true));
+  }
+  private file(o = IN_HEADER_SIZE): OpenFile {
+    this.need(o + 8);
+    const f = this.files.get(this.dv.getUint32(this.base + o, true), this.dv.getUint32(this.base + o + 4, true));
+    if (!f) throw new FsError(Errno.EBADF, 'unknown file handle');
+    return f;
+  }
+  private get uid(): number {
+    return this.dv.getUint32(this.base + 24, true);
+  }
+  private get gid(): number {
+    return this.dv.getUint32(this.base + 28, true);
+  }
+
+  // ---- reply helpers ----------------------------------------------------------------------------
+
+  private errorReply(request: Uint8Array, errno: number): Uint8Array {
+    this.metrics.errors++;
+    const out = this.out;
+    out.setUint32(0, OUT_HEADER_SIZE, true);
+    out.setInt32(4, -errno, true);
+    const src = new DataView(request.buffer, request.byteOffset, Math.min(request.length, 16));
+    out.setUint32(8, src.byteLength >= 16 ? src.getUint32(8, true) : 0, true);
+    out.setUint32(12, src.byteLength >= 16 ? src.getUint32(12, true) : 0, true);
+    return this.reply.subarray(0, OUT_HEADER_SIZE);
+  }
+
+  /** Fills the out header for a successful reply of `bodySize` bytes in this.reply. */
+  private ok(bodySize: number): Uint8Array {
+    const total = OUT_HEADER_SIZE + bodySize;
+    this.writeHeader(this.out, total);
+    return this.reply.subarray(0, total);
+  }
+
+  private writeHeader(out: DataView, total: number): void {
+    out.setUint32(0, total, true);
+    out.setInt32(4, 0, true);
+    out.setUint32(8, this.dv.getUint32(this.base + 8, true), true);
+    out.setUint32(12, this.dv.getUint32(this.base + 12, true), true);
+  }
+
+  private setU64(out: DataView, o: number, value: number): void {
+    out.setUint32(o, value >>> 0, true);
+    out.setUint32(o + 4, Math.floor(value / 0x1_0000_0000), true);
+  }
+
+  /** fuse_attr at `o` from a host stat (or a synthetic directory when st is null). */
+  private writeAttr(out: DataView, o: number, node: FsNode, st: HostStat | null): void {
+    if (!st) {
+      this.setU64(out, o, SYNTHETIC_INO_BASE + (node.trie?.id ?? 0));
+      for (let i = 8; i < 48; i += 4) out.setUint32(o + i, 0, true);
+      out.setUint32(o + 48, 0, true);
+      out.setUint32(o + 52, 0, true);
+      out.setUint32(o + 56, 0, true);
+      out.setUint32(o + 60, S_IFDIR | 0o755, true);
+      out.setUint32(o + 64, 2, true);
+      out.setUint32(o + 68, 0, true);
+      out.setUint32(o + 72, 0, true);
+      out.setUint32(o + 76, 0, true);
+      out.setUint32(o + 80, 4096, true);
+      out.setUint32(o + 84, 0, true);
+      return;
+    }
+    const sv = new DataView(st.buffer.buffer);
+    const copy64 = (to: number, from: number) => {
+      out.setUint32(o + to, sv.getUint32(from, true), true);
+      out.setUint32(o + to + 4, sv.getUint32(from + 4, true), true);
+    };
+    copy64(0, StatOffset.ino);
+    const dev = this.union.deviceIndex(st.dev);
+    if (dev !== 0) out.setUint32(o + 4, out.getUint32(o + 4, true) ^ (dev << 16), true);
+    copy64(8, StatOffset.size);
+    copy64(16, StatOffset.blocks);
+    copy64(24, StatOffset.atime);
+    copy64(32, StatOffset.mtime);
+    copy64(40, StatOffset.ctime);
+    out.setUint32(o + 48, sv.getUint32(StatOffset.atimeNsec, true), true);
+    out.setUint32(o + 52, sv.getUint32(StatOffset.mtimeNsec, true), true);
+    out.setUint32(o + 56, sv.getUint32(StatOffset.ctimeNsec, true), true);
+    out.setUint32(o + 60, st.mode, true);
+    // A merged directory's link count is unknowable cheaply; 1 tells tools not to rely on it.
+    out.setUint32(o + 64, node.isDir && node.fds.length > 1 ? 1 : sv.getUint32(StatOffset.nlink, true), true);
+    out.setUint32(o + 68, st.uid, true);
+    out.setUint32(o + 72, st.gid, true);
+    out.setUint32(o + 76, sv.getUint32(StatOffset.rdev, true), true);
+    out.setUint32(o + 80, sv.getUint32(StatOffset.blksize, true), true);
+    out.setUint32(o + 84, 0, true);
+  }
+
+  private writeEntry(out: DataView, o: number, node: FsNode): void {
+    out.setUint32(o, node.index, true);
+    out.setUint32(o + 4, node.generation, true);
+    out.setUint32(o + 8, node.generation, true);
+    out.setUint32(o + 12, 0, true);
+    this.setU64(out, o + 16, this.timeout);
+    this.setU64(out, o + 24, this.timeout);
+    out.setUint32(o + 32, 0, true);
+    out.setUint32(o + 36, 0, true);
+    this.writeAttr(out, o + 40, node, this.union.stat(node));
+  }
+
+  private entryReply(node: FsNode): Uint8Array {
+    this.writeEntry(this.out, OUT_HEADER_SIZE, node);
+    return this.ok(ENTRY_OUT_SIZE);
+  }
+
+  private attrReply(node: FsNode): Uint8Array {
+    const out = this.out;
+    this.setU64(out, OUT_HEADER_SIZE, this.timeout);
+    out.setUint32(OUT_HEADER_SIZE + 8, 0, true);
+    out.setUint32(OUT_HEADER_SIZE + 12, 0, true);
+    this.writeAttr(out, OUT_HEADER_SIZE + 16, node, this.union.stat(node));
+    return this.ok(ATTR_OUT_SIZE);
+  }
+
+  private addFile(fd: number, node: FsNode, entries: DirEntry[] | null): OpenFile {
+    const f: OpenFile = { fd, node, entries, index: 0, generation: 0 };
+    const { index, generation } = this.files.add(f);
+    f.index = index;
+    f.generation = generation;
+    // A handle keeps its node alive (the client may forget the node while the file is open).
+    node.lookups++;
+    this.metrics.openFiles = this.files.size;
+    return f;
+  }
+
+  private releaseFile(f: OpenFile): void {
+    if (f.fd >= 0) closeFd(f.fd);
+    this.files.remove(f.index);
+    this.union.forget(f.node, 1);
+    this.metrics.openFiles = this.files.size;
+  }
+
+  private writeOpenOut(o: number, f: OpenFile, openFlags: number): void {
+    this.out.setUint32(o, f.index, true);
+    this.out.setUint32(o + 4, f.generation, true);
+    this.out.setUint32(o + 8, openFlags, true);
+    this.out.setUint32(o + 12, 0, true);
+  }
+
+  /** Host open flags for a client open: writes go to a copy, O_WRONLY becomes O_RDWR under the
+   *  writeback cache (the kernel reads pages of write-only files), append/direct/sync are the
+   *  kernel's business with the writeback cache. */
+  private hostOpenFlags(flags: number): number {
+    let acc = flags & O_ACCMODE;
+    if (this.writeback && acc === O_WRONLY) acc = O_RDWR;
+    return acc | (flags & O_TRUNC);
+  }
+
+  private takeReadBuffer(): Buffer {
+    return this.readPool.pop() ?? Buffer.allocUnsafe(OUT_HEADER_SIZE + MAX_WRITE);
+  }
+
+  // ---- dispatch ---------------------------------------------------------------------------------
+
+  private dispatch(op: number, request: Uint8Array, done: ReplyCallback): void {
+    const I = IN_HEADER_SIZE;
+    const u = this.union;
+    switch (op) {
+      case Opcode.INIT:
+        return done(this.init());
+      case Opcode.LOOKUP: {
+        const [name] = this.cstring(I);
+        return done(this.entryReply(u.lookup(this.node(), name)));
+      }
+      case Opcode.GETATTR:
+        return done(this.attrReply(this.node()));
+      case Opcode.SETATTR:
+        return done(this.setattr());
+      case Opcode.READLINK: {
+        const target = u.readlink(this.node());
+        this.reply.set(target, OUT_HEADER_SIZE);
+        return done(this.ok(target.length));
+      }
+      case Opcode.SYMLINK: {
+        const [name, next] = this.cstring(I);
+        const [, after] = this.cstring(next);
+        const target = this.buf.subarray(this.base + next, this.base + after);
+        return done(this.entryReply(u.symlink(this.node(), name, target, this.uid, this.gid)));
+      }
+      case Opcode.MKNOD: {
+        const mode = this.u32(I);
+        const rdev = this.u32(I + 4);
+        const [name] = this.cstring(I + 16);
+        return done(this.entryReply(u.mknod(this.node(), name, mode, rdev, this.uid, this.gid)));
+      }
+      case Opcode.MKDIR: {
+        const mode = this.u32(I);
+        const [name] = this.cstring(I + 8);
+        return done(this.entryReply(u.mkdir(this.node(), name, mode, this.uid, this.gid)));
+      }
+      case Opcode.UNLINK: {
+        const [name] = this.cstring(I);
+        u.unlink(this.node(), name);
+        return done(this.ok(0));
+      }
+      case Opcode.RMDIR: {
+        const [name] = this.cstring(I);
+        u.rmdir(this.node(), name);
+        return done(this.ok(0));
+      }
+      case Opcode.RENAME:
+      case Opcode.RENAME2: {
+        const namesAt = op === Opcode.RENAME ? I + 8 : I + 16;
+        const flags = op === Opcode.RENAME ? 0 : this.u32(I + 8);
+        this.need(namesAt);
+        const newDir = this.node(I);
+        const [oldName, next] = this.cstring(namesAt);
+        const [newName] = this.cstring(next);
+        u.rename(this.node(), oldName, newDir, newName, flags);
+        return done(this.ok(0));
+      }
+      case Opcode.LINK: {
+        this.need(I + 8);
+        const target = this.node(I);
+        const [name] = this.cstring(I + 8);
+        return done(this.entryReply(u.link(target, this.node(), name)));
+      }
+      case Opcode.OPEN: {
+        const flags = this.u32(I);
+        const node = this.node();
+        if ((flags & O_ACCMODE) !== O_RDONLY || (flags & O_TRUNC) !== 0) u.copyUp(node);
+        const f = this.addFile(u.open(node, this.hostOpenFlags(flags)), node, null);
+        this.writeOpenOut(OUT_HEADER_SIZE, f, FOPEN_KEEP_CACHE);
+        return done(this.ok(OPEN_OUT_SIZE));
+      }
+      case Opcode.CREATE:
+      case Opcode.TMPFILE: {
+        const mode = this.u32(I + 4);
+        const parent = this.node();
+        const made = op === Opcode.CREATE ? u.create(parent, this.cstring(I + 16)[0], mode, this.uid, this.gid) : u.tmpfile(parent, mode, this.uid, this.gid);
+        const f = this.addFile(made.fd, made.node, null);
+        this.writeEntry(this.out, OUT_HEADER_SIZE, made.node);
+        this.writeOpenOut(OUT_HEADER_SIZE + ENTRY_OUT_SIZE, f, FOPEN_KEEP_CACHE);
+        return done(this.ok(ENTRY_OUT_SIZE + OPEN_OUT_SIZE));
+      }
+      case Opcode.READ:
+        return this.read(done);
+      case Opcode.WRITE:
+        return this.write(request, done);
+      case Opcode.FLUSH:
+        this.file();
+        return done(this.ok(0));
+      case Opcode.RELEASE:
+      case Opcode.RELEASEDIR:
+        this.releaseFile(this.file());
+        return done(this.ok(0));
+      case Opcode.FSYNC:
+      case Opcode.FSYNCDIR:
+        return this.fsync(op, done);
+      case Opcode.STATFS:
+        return done(this.statfs());
+      case Opcode.SETXATTR: {
+        const size = this.u32(I);
+        const flags = this.u32(I + 4);
+        const [name, next] = this.cstring(this.setxattrExt ? I + 16 : I + 8);
+        this.need(next + size);
+        u.setxattr(this.node(), name, this.buf.subarray(this.base + next, this.base + next + size), flags);
+        return done(this.ok(0));
+      }
+      case Opcode.GETXATTR: {
+        const size = Math.min(this.u32(I), this.reply.length - OUT_HEADER_SIZE);
+        const [name] = this.cstring(I + 8);
+        if (size === 0) {
+          const n = u.getxattr(this.node(), name, null, 0);
+          this.out.setUint32(OUT_HEADER_SIZE, n, true);
+          this.out.setUint32(OUT_HEADER_SIZE + 4, 0, true);
+          return done(this.ok(8));
+        }
+        const n = u.getxattr(this.node(), name, this.reply.subarray(OUT_HEADER_SIZE), size);
+        return done(this.ok(n));
+      }
+      case Opcode.LISTXATTR: {
+        const size = this.u32(I);
+        const list = u.listxattr(this.node());
+        if (size === 0) {
+          this.out.setUint32(OUT_HEADER_SIZE, list.length, true);
+          this.out.setUint32(OUT_HEADER_SIZE + 4, 0, true);
+          return done(this.ok(8));
+        }
+        if (list.length > size) throw new FsError(Errno.ERANGE);
+        this.reply.set(list, OUT_HEADER_SIZE);
+        return done(this.ok(list.length));
+      }
+      case Opcode.REMOVEXATTR: {
+        const [name] = this.cstring(I);
+        u.removexattr(this.node(), name);
+        return done(this.ok(0));
+      }
+      case Opcode.OPENDIR: {
+        const node = this.node();
+        if (!node.isDir) throw new FsError(Errno.ENOTDIR);
+        const f = this.addFile(-1, node, null);
+        this.writeOpenOut(OUT_HEADER_SIZE, f, 0);
+        return done(this.ok(OPEN_OUT_SIZE));
+      }
+      case Opcode.READDIR:
+      case Opcode.READDIRPLUS:
+        return done(this.readdir(op === Opcode.READDIRPLUS));
+      case Opcode.ACCESS:
+        // default_permissions: the client kernel checks permissions itself from our attributes.
+        this.node();
+        return done(this.ok(0));
+      case Opcode.FALLOCATE: {
+        const f = this.file();
+        sys(fallocate(f.fd, this.u32(I + 24), this.u64(I + 8), this.u64(I + 16)));
+        return done(this.ok(0));
+      }
+      case Opcode.LSEEK: {
+        const f = this.file();
+        const whence = this.u32(I + 16);
+        if (whence !== SEEK_DATA && whence !== SEEK_HOLE) throw new FsError(Errno.EINVAL);
+        const pos = sys(lseek(f.fd, this.u64(I + 8), whence));
+        this.setU64(this.out, OUT_HEADER_SIZE, pos);
+        return done(this.ok(8));
+      }
+      case Opcode.SYNCFS: {
+        for (const m of u.mounts) if (m.upper) syncfs(m.upper.fd);
+        return done(this.ok(0));
+      }
+      case Opcode.DESTROY:
+        return done(this.ok(0));
+      default:
+        // Locks are not negotiated (the client kernel keeps POSIX and flock locks itself), nor are
+        // ioctl, poll, bmap, DAX mappings or copy_file_range (the kernel falls back to read/write).
+        throw new FsError(Errno.ENOSYS);
+    }
+  }
+
+  private init(): Uint8Array {
+    const I = IN_HEADER_SIZE;
+    const major = this.u32(I);
+    const minor = this.u32(I + 4);
+    const out = this.out;
+    if (major < FUSE_KERNEL_VERSION) throw new FsError(Errno.EPROTO, 'protocol major too old');
+    for (let i = 0; i < INIT_OUT_SIZE; i += 4) out.setUint32(OUT_HEADER_SIZE + i, 0, true);
+    out.setUint32(OUT_HEADER_SIZE, FUSE_KERNEL_VERSION, true);
+    out.setUint32(OUT_HEADER_SIZE + 4, FUSE_KERNEL_MINOR_VERSION, true);
+    // A newer major: answer with ours only; the kernel then retries with our major (fuse.h).
+    if (major > FUSE_KERNEL_VERSION) return this.ok(8);
+    if (minor < FUSE_MIN_MINOR_VERSION) throw new FsError(Errno.EPROTO, 'protocol minor too old');
+    const maxReadahead = this.u32(I + 8);
+    const offered = this.u32(I + 12);
+    const wanted = FUSE_ASYNC_READ | FUSE_ATOMIC_O_TRUNC | FUSE_BIG_WRITES | FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO |
+      FUSE_ASYNC_DIO | FUSE_WRITEBACK_CACHE | FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES | FUSE_CACHE_SYMLINKS;
+    const flags = (offered & wanted) >>> 0;
+    this.minor = Math.min(minor, FUSE_KERNEL_MINOR_VERSION);
+    this.writeback = (flags & FUSE_WRITEBACK_CACHE) !== 0;
+    this.setxattrExt = (flags & FUSE_SETXATTR_EXT) !== 0;
+    out.setUint32(OUT_HEADER_SIZE + 4, this.minor, true);
+    out.setUint32(OUT_HEADER_SIZE + 8, maxReadahead, true);
+    out.setUint32(OUT_HEADER_SIZE + 12, flags, true);
+    out.setUint16(OUT_HEADER_SIZE + 16, 64, true); // max_background
+    out.setUint16(OUT_HEADER_SIZE + 18, 48, true); // congestion_threshold
+    out.setUint32(OUT_HEADER_SIZE + 20, MAX_WRITE, true);
+    out.setUint32(OUT_HEADER_SIZE + 24, 1, true); // time_gran: nanoseconds
+    out.setUint16(OUT_HEADER_SIZE + 28, MAX_PAGES, true);
+    this.initialized = true;
+    return this.ok(INIT_OUT_SIZE);
+  }
+
+  private setattr(): Uint8Array {
+    const I = IN_HEADER_SIZE;
+    const valid = this.u32(I);
+    const node = this.node();
+    const attr: SetAttr = {};
+    if (valid & FATTR_MODE) attr.mode = this.u32(I + 68);
+    if (valid & FATTR_UID) attr.uid = this.u32(I + 76);
+    if (valid & FATTR_GID) attr.gid = this.u32(I + 80);
+    if (valid & FATTR_SIZE) {
+      attr.size = this.u64(I + 16);
+      if (valid & FATTR_FH) {
+        const f = this.file(I + 8);
+        if (f.node === node && f.fd >= 0) attr.fd = f.fd;
+      }
+    }
+    const UTIME_NOW = 0x3fffffff;
+    if (valid & FATTR_ATIME_NOW) attr.atime = { sec: 0, nsec: UTIME_NOW };
+    else if (valid & FATTR_ATIME) attr.atime = { sec: this.u64(I + 32), nsec: this.u32(I + 56) };
+    if (valid & FATTR_MTIME_NOW) attr.mtime = { sec: 0, nsec: UTIME_NOW };
+    else if (valid & FATTR_MTIME) attr.mtime = { sec: this.u64(I + 40), nsec: this.u32(I + 60) };
+    if ((attr.atime && attr.atime.nsec > 999_999_999 && attr.atime.nsec !== UTIME_NOW) || (attr.mtime && attr.mtime.nsec > 999_999_999 && attr.mtime.nsec !== UTIME_NOW)) {
+      throw new FsError(Errno.EINVAL);
+    }
+    if (Object.keys(attr).length > 0) this.union.setattr(node, attr);
+    return this.attrReply(node);
+  }
+
+  private statfs(): Uint8Array {
+    const node = this.node();
+    sys(fstatfs(this.union.statfsFd(node), this.statfsBuf));
+    const sv = this.statfsView;
+    const out = this.out;
+    const o = OUT_HEADER_SIZE;
+    const copy64 = (to: number, from: number) => {
+      out.setUint32(o + to, sv.getUint32(from, true), true);
+      out.setUint32(o + to + 4, sv.getUint32(from + 4, true), true);
+    };
+    copy64(0, StatfsOffset.blocks);
+    copy64(8, StatfsOffset.bfree);
+    copy64(16, StatfsOffset.bavail);
+    copy64(24, StatfsOffset.files);
+    copy64(32, StatfsOffset.ffree);
+    out.setUint32(o + 40, sv.getUint32(StatfsOffset.bsize, true), true);
+    out.setUint32(o + 44, sv.getUint32(StatfsOffset.namelen, true), true);
+    out.setUint32(o + 48, sv.getUint32(StatfsOffset.frsize, true), true);
+    for (let i = 52; i < STATFS_OUT_SIZE; i += 4) out.setUint32(o + i, 0, true);
+    return this.ok(STATFS_OUT_SIZE);
+  }
+
+  private readdir(plus: boolean): Uint8Array {
+    const I = IN_HEADER_SIZE;
+    const f = this.file();
+    const offset = this.u64(I + 8);
+    const size = Math.min(this.u32(I + 16), this.reply.length - OUT_HEADER_SIZE);
+    const dir = f.node;
+    if (f.entries === null || offset === 0) f.entries = [{ name: '.', type: S_IFDIR }, { name: '..', type: S_IFDIR }, ...this.union.list(dir)];
+    const entries = f.entries;
+    const out = this.out;
+    let pos = OUT_HEADER_SIZE;
+    const limit = OUT_HEADER_SIZE + size;
+    for (let i = offset; i < entries.length; i++) {
+      const e = entries[i]!;
+      const nameLen = Buffer.byteLength(e.name, 'latin1');
+      const recordHeader = plus ? ENTRY_OUT_SIZE + DIRENT_HEADER_SIZE : DIRENT_HEADER_SIZE;
+      const recordSize = (recordHeader + nameLen + 7) & ~7;
+      if (pos + recordSize > limit) break;
+      let ino = 0;
+      if (plus) {
+        if (e.name === '.' || e.name === '..') {
+          for (let k = 0; k < ENTRY_OUT_SIZE; k += 4) out.setUint32(pos + k, 0, true);
+        } else {
+          let child: FsNode;
+          try {
+            child = this.union.lookup(dir, e.name);
+          } catch {
+            continue; // vanished since the listing was taken
+          }
+          this.writeEntry(out, pos, child);
+          ino = out.getUint32(pos + 40, true);
+        }
+      }
+      const d = pos + (plus ? ENTRY_OUT_SIZE : 0);
+      if (!plus || ino === 0) {
+        this.setU64(out, d, i + 1000); // any non-zero inode number: the client ignores it for lookups
+      } else {
+        out.setUint32(d, out.getUint32(pos + 40, true), true);
+        out.setUint32(d + 4, out.getUint32(pos + 44, true), true);
+      }
+      this.setU64(out, d + 8, i + 1);
+      out.setUint32(d + 16, nameLen, true);
+      out.setUint32(d + 20, e.type >>> 12, true);
+      this.reply.write(e.name, d + DIRENT_HEADER_SIZE, 'latin1');
+      this.reply.fill(0, d + DIRENT_HEADER_SIZE + nameLen, pos + recordSize);
+      pos += recordSize;
+    }
+    return this.ok(pos - OUT_HEADER_SIZE);
+  }
+
+  // ---- data path (libuv thread pool) ------------------------------------------------------------
+
+  private read(done: ReplyCallback): void {
+    const I = IN_HEADER_SIZE;
+    const f = this.file();
+    const offset = this.u64(I + 8);
+    const size = Math.min(this.u32(I + 16), MAX_WRITE);
+    if (f.fd < 0) throw new FsError(Errno.EISDIR);
+    const reply = this.takeReadBuffer();
+    const header = new DataView(reply.buffer, reply.byteOffset, OUT_HEADER_SIZE);
+    header.setUint32(8, this.dv.getUint32(this.base + 8, true), true);
+    header.setUint32(12, this.dv.getUint32(this.base + 12, true), true);
+    readCb(f.fd, reply, OUT_HEADER_SIZE, size, offset, (error, n) => {
+      if (error) {
+        header.setUint32(0, OUT_HEADER_SIZE, true);
+        header.setInt32(4, -errnoOf(error), true);
+        this.metrics.errors++;
+        done(reply.subarray(0, OUT_HEADER_SIZE));
+      } else {
+        header.setUint32(0, OUT_HEADER_SIZE + n, true);
+        header.setInt32(4, 0, true);
+        done(reply.subarray(0, OUT_HEADER_SIZE + n));
+      }
+      this.readPool.push(reply);
+    });
+  }
+
+  private write(request: Uint8Array, done: ReplyCallback): void {
+    const I = IN_HEADER_SIZE;
+    const f = this.file();
+    const offset = this.u64(I + 8);
+    const size = this.u32(I + 16);
+    const dataAt = I + WRITE_IN_SIZE;
+    this.need(dataAt + size);
+    if (size > MAX_WRITE) throw new FsError(Errno.EINVAL);
+    if (f.fd < 0) throw new FsError(Errno.EISDIR);
+    const unique0 = this.dv.getUint32(this.base + 8, true);
+    const unique1 = this.dv.getUint32(this.base + 12, true);
+    writeCb(f.fd, request, this.base - request.byteOffset + dataAt, size, offset, (error, n) => {
+      this.replySmallAsync(done, unique0, unique1, error ? -errnoOf(error) : 0, n);
+    });
+  }
+
+  private fsync(op: number, done: ReplyCallback): void {
+    const f = this.file();
+    const datasync = (this.u32(IN_HEADER_SIZE + 8) & FUSE_FSYNC_FDATASYNC) !== 0;
+    if (op === Opcode.FSYNCDIR && f.fd < 0) f.fd = this.union.openDirFd(f.node);
+    const unique0 = this.dv.getUint32(this.base + 8, true);
+    const unique1 = this.dv.getUint32(this.base + 12, true);
+    const cb = (error: NodeJS.ErrnoException | null) => this.replySmallAsync(done, unique0, unique1, error ? -errnoOf(error) : 0, -1);
+    if (datasync) fdatasyncCb(f.fd, cb);
+    else fsyncCb(f.fd, cb);
+  }
+
+  /** A reply built after an asynchronous completion: header plus an optional fuse_write_out. */
+  private replySmallAsync(done: ReplyCallback, unique0: number, unique1: number, error: number, written: number): void {
+    const out = this.out;
+    const bodySize = error === 0 && written >= 0 ? 8 : 0;
+    out.setUint32(0, OUT_HEADER_SIZE + bodySize, true);
+    out.setInt32(4, error, true);
+    out.setUint32(8, unique0, true);
+    out.setUint32(12, unique1, true);
+    if (bodySize) {
+      out.setUint32(16, written, true);
+      out.setUint32(20, 0, true);
+    }
+    if (error !== 0) this.metrics.errors++;
+    done(this.reply.subarray(0, OUT_HEADER_SIZE + bodySize));
+  }
+
+  /** Closes every open handle (the client is gone). */
+  closeAll(): void {
+    for (const f of [...this.files.values()]) this.releaseFile(f);
+  }
+}
