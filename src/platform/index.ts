@@ -16,3 +16,4 @@ export { Uart16550, UartStateError, UART_FIFO_SIZE, type Uart16550Options, type 
 export { TerminalConsole, type TerminalConsoleOptions, type SerialPort, type ConsoleInput, type ConsoleOutput } from './serial/terminal-console.js';
 export { EscapeFilter, ESCAPE_HELP, type EscapeCommand } from './serial/escape.js';
 export { CmosRtc, RtcStateError, type CmosRtcOptions, type CmosRtcState } from './rtc/cmos-rtc.js';
+export { I8042, type I8042Options } from './i8042/i8042.js';
