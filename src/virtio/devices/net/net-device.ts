@@ -4,6 +4,7 @@
 // metadata pass through untouched and the kernel (not novm) validates the guest's header.
 // The device does no I/O of its own: the tap comes in as a TapPort.
 import { randomBytes } from 'node:crypto';
+import { InputError } from '../../../common/errors.js';
 import type { GuestMemory } from '../../../memory/guest-memory.js';
 import { DescriptorChain } from '../../queue/descriptor-chain.js';
 import { QUEUE_FEATURES } from '../../queue/features.js';
@@ -175,7 +176,10 @@ export class NetDevice extends QueueDevice {
         if (!this.placeFrame(memory)) {
           // No guest buffers: ask for a kick (2.7.10) and stop reading; the kernel queues
           // or drops meanwhile. A kick on the rx queue resumes here.
-          if (queue.enableNotifications()) continue;
+          // Retry only if buffers arrived meanwhile, not for the ones that were too few.
+          const had = queue.pending();
+          queue.enableNotifications();
+          if (queue.pending() > had) continue;
           return;
         }
         placed++;
@@ -223,7 +227,14 @@ export class NetDevice extends QueueDevice {
     this.usedLengths[0] = offset;
     const chain = this.chains[RX_QUEUE]!;
     while (offset < frame.length) {
-      if (chains >= this.usedHeads.length || !queue.pop(chain)) {
+      if (chains >= this.usedHeads.length) {
+        // The whole ring cannot hold this frame (tiny buffers): drop it, keep the buffers.
+        for (let i = 0; i < chains; i++) queue.undoPop();
+        this.metrics.rxDropped++;
+        this.rxPending = 0;
+        return true;
+      }
+      if (!queue.pop(chain)) {
         // Not enough buffers yet: give them all back and retry the whole frame later.
         for (let i = 0; i < chains; i++) queue.undoPop();
         return false;
@@ -274,10 +285,10 @@ function parseMac(mac: string | Uint8Array | undefined): Uint8Array {
     return new Uint8Array(bytes);
   }
   if (mac instanceof Uint8Array) {
-    if (mac.length !== 6) throw new RangeError(`a MAC address has 6 bytes, got ${mac.length}`);
+    if (mac.length !== 6) throw new InputError(`a MAC address has 6 bytes, got ${mac.length}`);
     return new Uint8Array(mac);
   }
   const parts = mac.split(':');
-  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{2}$/.test(p))) throw new RangeError(`not a MAC address: "${mac}"`);
+  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{2}$/.test(p))) throw new InputError(`not a MAC address: "${mac}"`);
   return new Uint8Array(parts.map((p) => parseInt(p, 16)));
 }
