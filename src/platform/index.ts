@@ -17,3 +17,4 @@ export { TerminalConsole, type TerminalConsoleOptions, type SerialPort, type Con
 export { EscapeFilter, ESCAPE_HELP, type EscapeCommand } from './serial/escape.js';
 export { CmosRtc, RtcStateError, type CmosRtcOptions, type CmosRtcState } from './rtc/cmos-rtc.js';
 export { I8042, type I8042Options } from './i8042/i8042.js';
+export { AcpiPm, AcpiPmStateError, PM_TIMER_HZ, type AcpiPmOptions, type AcpiPmState } from './acpi-pm/acpi-pm.js';
