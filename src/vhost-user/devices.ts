@@ -2,7 +2,9 @@
 import { InputError } from '../common/errors.js';
 import { FileBlockBackend } from '../virtio/devices/blk/block-backend.js';
 import { BlkDevice } from '../virtio/devices/blk/blk-device.js';
+import { FsDevice } from '../virtio/devices/fs/fs-device.js';
 import { RngDevice } from '../virtio/devices/rng/rng-device.js';
+import { FuseHandler, UnionFs, configFromFlags } from '../fs/index.js';
 import type { BackendDevice } from './backend.js';
 
 export const BACKEND_DEVICE_KINDS = ['rng', 'blk', 'console', 'fs', 'net', 'vsock'] as const;
@@ -14,7 +16,7 @@ export interface BackendDeviceOptions {
   readonly queues?: number;
   readonly tag?: string;
   readonly read?: readonly string[];
-  readonly write?: string | undefined;
+  readonly write?: readonly string[];
 }
 
 export interface OpenedDevice {
@@ -31,6 +33,13 @@ export async function createBackendDevice(kind: string, options: BackendDeviceOp
       const backend = new FileBlockBackend(options.image, options.readonly === true);
       const model = new BlkDevice(backend, { queues: options.queues ?? 1, ...(options.serial === undefined ? {} : { serial: options.serial }) });
       return { model, close: async () => backend.close() };
+    }
+    case 'fs': {
+      const config = configFromFlags(options.read ?? [], options.write ?? []);
+      const union = new UnionFs(config);
+      const handler = new FuseHandler(union);
+      const model = new FsDevice(handler, { tag: options.tag ?? 'novm', requestQueues: options.queues ?? 1 });
+      return { model, close: async () => {} };
     }
     default:
       if ((BACKEND_DEVICE_KINDS as readonly string[]).includes(kind)) throw new InputError(`vhost-user ${kind}: not implemented yet`);

@@ -17,7 +17,7 @@ export function register(program: Command): void {
     .option('--queues <n>', 'blk/fs: number of request queues', '1')
     .option('--tag <tag>', 'fs: mount tag', 'novm')
     .option('--read <VM=HOST...>', 'fs: read-only layer(s)', collect, [] as string[])
-    .option('--write <VM=HOST>', 'fs: writable layer')
+    .option('--write <VM=HOST>', 'fs: writable layer (at most one per VM path)', collect, [] as string[])
     .option('--keep-listening', 'serve front ends one after another instead of exiting after the first')
     .action(async (kind: string, opts: Record<string, unknown>) => {
       const queues = Number(opts['queues']);
@@ -29,7 +29,7 @@ export function register(program: Command): void {
         queues,
         tag: opts['tag'] as string,
         read: opts['read'] as string[],
-        write: opts['write'] as string | undefined,
+        write: opts['write'] as string[],
       };
       const device = await createBackendDevice(kind, options);
       const server = new VhostUserServer(device.model, { socketPath: opts['socket'] as string, keepListening: opts['keepListening'] === true });

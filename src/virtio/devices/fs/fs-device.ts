@@ -1,0 +1,215 @@
+// virtio-fs (virtio 1.2 §5.11): FUSE over virtqueues. Queue 0 is hiprio (FORGET and
+// BATCH_FORGET, no reply); queues 1..N carry requests: the chain's device-readable part is a
+// FUSE request, its device-writable part receives the reply. The FUSE protocol itself is the
+// file-system engine's (src/fs FuseHandler); this class only does the framing.
+//
+// Replies can come later than the kick (data I/O runs in the libuv pool), so every request in
+// flight owns a slot: its own DescriptorChain and a copy of the request bytes. A reset bumps
+// the epoch, and late completions from an earlier epoch are dropped without touching memory.
+import type { DescriptorChain } from '../../queue/descriptor-chain.js';
+import { DescriptorChain as Chain } from '../../queue/descriptor-chain.js';
+import { QUEUE_FEATURES } from '../../queue/features.js';
+import { QueueDevice, type DeviceOptions } from '../queue-device.js';
+
+export const VIRTIO_ID_FS = 26;
+const TAG_BYTES = 36;
+const CONFIG_SIZE = 40;
+/** The largest FORGET batch read from the hiprio queue (BATCH_FORGET: 16 bytes per entry). */
+const MAX_HIPRIO_REQUEST = 64 * 1024;
+
+/** What the device needs of a FUSE server: src/fs FuseHandler fits. */
+export interface FuseRequestHandler {
+  /** Calls done exactly once (synchronously or later) with the reply, or null for none. */
+  handle(request: Uint8Array, done: (reply: Uint8Array | null) => void): void;
+  /** FORGET / BATCH_FORGET fast path. */
+  forget(request: Uint8Array): void;
+}
+
+export interface FsDeviceOptions extends DeviceOptions {
+  /** Mount tag the guest uses (`mount -t virtiofs TAG /mnt`), at most 36 bytes of UTF-8. */
+  readonly tag: string;
+  readonly requestQueues?: number;
+  readonly queueSize?: number;
+  /** Requests served concurrently; more wait in the available ring. */
+  readonly maxInFlight?: number;
+  /** Largest FUSE request accepted (the engine's buffer size: max_write plus headers). */
+  readonly maxRequestBytes?: number;
+}
+
+interface Slot {
+  chain: DescriptorChain;
+  request: Uint8Array;
+  queue: number;
+  epoch: number;
+  readonly done: (reply: Uint8Array | null) => void;
+}
+
+export class FsDevice extends QueueDevice {
+  readonly deviceType = VIRTIO_ID_FS;
+  readonly queueMaxSizes: readonly number[];
+  readonly deviceFeatures = QUEUE_FEATURES;
+  readonly configSize = CONFIG_SIZE;
+  private readonly config = new Uint8Array(CONFIG_SIZE);
+  private readonly free: Slot[] = [];
+  private slotCount = 0;
+  private readonly maxInFlight: number;
+  private readonly maxRequestBytes: number;
+  private readonly hiprio = new Uint8Array(MAX_HIPRIO_REQUEST);
+  private epoch = 0;
+  private processing = false;
+  private readonly pendingSignal: boolean[];
+  private readonly throttled: boolean[];
+  private signalScheduled = false;
+  readonly stats = { requests: 0, forgets: 0, oversized: 0, late: 0 };
+
+  constructor(private readonly handler: FuseRequestHandler, options: FsDeviceOptions) {
+    super(options);
+    const requestQueues = options.requestQueues ?? 1;
+    const queueSize = options.queueSize ?? 1024;
+    if (!Number.isInteger(requestQueues) || requestQueues < 1 || requestQueues > 256) throw new RangeError(`bad request queue count ${requestQueues}`);
+    this.queueMaxSizes = new Array<number>(1 + requestQueues).fill(queueSize);
+    this.maxInFlight = options.maxInFlight ?? 32;
+    this.maxRequestBytes = options.maxRequestBytes ?? (1 << 20) + 4096;
+    const tag = new TextEncoder().encode(options.tag);
+    if (tag.length === 0 || tag.length > TAG_BYTES) throw new RangeError(`virtio-fs tag must be 1 to ${TAG_BYTES} bytes`);
+    this.config.set(tag);
+    new DataView(this.config.buffer).setUint32(TAG_BYTES, requestQueues, true);
+    this.pendingSignal = new Array<boolean>(1 + requestQueues).fill(false);
+    this.throttled = new Array<boolean>(1 + requestQueues).fill(false);
+  }
+
+  protected get name(): string {
+    return 'virtio-fs';
+  }
+
+  readConfig(offset: number, data: Uint8Array): void {
+    data.fill(0);
+    if (offset < 0 || offset >= CONFIG_SIZE) return;
+    data.set(this.config.subarray(offset, Math.min(CONFIG_SIZE, offset + data.length)));
+  }
+
+  writeConfig(): void {}
+
+  protected override onReset(): void {
+    // Requests still in flight finish in the engine; their replies are dropped (§2.1.2: after
+    // reset the device must not touch the rings).
+    this.epoch++;
+    this.pendingSignal.fill(false);
+    this.throttled.fill(false);
+  }
+
+  protected processQueue(index: number): void {
+    if (index === 0) {
+      this.drain(0, (chain, memory) => {
+        const n = Math.min(chain.readableBytes, MAX_HIPRIO_REQUEST);
+        chain.readFrom(memory, 0, this.hiprio.subarray(0, n));
+        this.stats.forgets++;
+        this.handler.forget(this.hiprio.subarray(0, n));
+        return 0;
+      });
+      return;
+    }
+    this.serveRequests(index);
+  }
+
+  private serveRequests(index: number): void {
+    const queue = this.queues[index];
+    const memory = this.memory;
+    if (queue === undefined || memory === undefined) return;
+    this.processing = true;
+    this.throttled[index] = false;
+    try {
+      for (;;) {
+        queue.disableNotifications();
+        for (;;) {
+          const slot = this.takeSlot(queue.size);
+          if (slot === undefined) {
+            // Out of slots: leave the rest in the ring; a completion resumes this queue.
+            this.throttled[index] = true;
+            return;
+          }
+          if (!queue.pop(slot.chain)) {
+            this.free.push(slot);
+            break;
+          }
+          this.stats.requests++;
+          slot.queue = index;
+          slot.epoch = this.epoch;
+          const length = slot.chain.readableBytes;
+          if (length > this.maxRequestBytes) {
+            this.stats.oversized++;
+            this.finish(slot, null);
+            continue;
+          }
+          if (slot.request.length < length) slot.request = new Uint8Array(Math.max(length, 2 * slot.request.length));
+          const request = slot.request.subarray(0, length);
+          slot.chain.readFrom(memory, 0, request);
+          this.handler.handle(request, slot.done);
+        }
+        if (!queue.enableNotifications()) break;
+      }
+    } finally {
+      this.processing = false;
+      this.flushSignals();
+    }
+  }
+
+  private takeSlot(queueSize: number): Slot | undefined {
+    let slot = this.free.pop();
+    if (slot !== undefined && slot.chain.capacity < queueSize) slot.chain = new Chain(queueSize);
+    if (slot === undefined && this.slotCount < this.maxInFlight) {
+      this.slotCount++;
+      const created: Slot = { chain: new Chain(queueSize), request: new Uint8Array(4096), queue: 0, epoch: -1, done: (reply) => this.finish(created, reply) };
+      slot = created;
+    }
+    return slot;
+  }
+
+  /** A reply from the engine (or none): write it, return the chain, maybe notify. */
+  private finish(slot: Slot, reply: Uint8Array | null): void {
+    try {
+      if (slot.epoch !== this.epoch) {
+        this.stats.late++;
+        return;
+      }
+      const queue = this.queues[slot.queue];
+      const memory = this.memory;
+      if (queue === undefined || memory === undefined || !this.isActive) return;
+      const written = reply === null ? 0 : slot.chain.writeTo(memory, 0, reply);
+      queue.pushUsed(slot.chain.head, written);
+      this.pendingSignal[slot.queue] = true;
+    } catch (error) {
+      this.handleError(error);
+    } finally {
+      slot.epoch = -1;
+      this.free.push(slot);
+    }
+    if (!this.processing) this.scheduleSignals();
+  }
+
+  /** Completions from the thread pool arrive one by one: notify once per turn of the loop. */
+  private scheduleSignals(): void {
+    if (this.signalScheduled) return;
+    this.signalScheduled = true;
+    setImmediate(() => {
+      this.signalScheduled = false;
+      this.flushSignals();
+      // Slots came back: resume queues that ran out of them.
+      for (let i = 1; i < this.throttled.length; i++) if (this.throttled[i] && this.isActive) this.notify(i);
+    });
+  }
+
+  private flushSignals(): void {
+    for (let i = 0; i < this.pendingSignal.length; i++) {
+      if (!this.pendingSignal[i]) continue;
+      this.pendingSignal[i] = false;
+      if (this.isActive) {
+        try {
+          this.signal(i);
+        } catch (error) {
+          this.handleError(error);
+        }
+      }
+    }
+  }
+}
