@@ -50,7 +50,7 @@ export interface MachineOptions {
 }
 
 /** KVM's supported CPUID with this vCPU's APIC id filled in (KVM leaves that to the VMM). */
-function withApicId(supported: readonly CpuidEntry[], apicId: number): CpuidEntry[] {
+export function withApicId(supported: readonly CpuidEntry[], apicId: number): CpuidEntry[] {
   return supported.map((e) => {
     if (e.function === 1) return { ...e, ebx: ((e.ebx & 0x00ffffff) | (apicId << 24)) >>> 0 };
     if (e.function === 0xb || e.function === 0x1f) return { ...e, edx: apicId };

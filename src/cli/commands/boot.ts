@@ -1,0 +1,69 @@
+// `novm boot`: runs a kernel (Linux ELF vmlinux or bzImage, multiboot v1/v2) with the serial
+// console on the terminal. The exit status says how the guest ended:
+//   0 power-off (or quit with Ctrl-A x), 3 reboot, 4 triple fault, 5 error (vCPU state on
+//   stderr), the byte itself for novm's debug-exit port, 2 bad input.
+import type { Command } from 'commander';
+import { createBootVm } from '../../machine/boot-vm.js';
+import { processStatus } from '../../machine/machine-exit.js';
+import { TerminalConsole } from '../../platform/serial/terminal-console.js';
+import { parseCount, parseSize } from '../parse-size.js';
+
+interface BootFlags {
+  kernel: string;
+  initrd?: string;
+  cmdline?: string;
+  module: string[];
+  cpus: string;
+  memory: string;
+  profile: 'auto' | 'default' | 'pvm';
+  timeout?: string;
+  verbose?: boolean;
+}
+
+export function register(program: Command): void {
+  program.command('boot')
+    .description('boot a kernel with the serial console on this terminal (Ctrl-A x quits)')
+    .requiredOption('--kernel <file>', 'Linux vmlinux or bzImage, or a multiboot kernel')
+    .option('--initrd <file>', 'initial ramdisk (Linux) or first module (multiboot)')
+    .option('--cmdline <string>', 'kernel command line')
+    .option('--module <file>', 'multiboot module, "FILE" or "FILE ARGS" (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
+    .option('--cpus <n>', 'number of vCPUs', '1')
+    .option('--memory <size>', 'guest RAM (e.g. 512M, 2G)', '256M')
+    .option('--profile <name>', 'host compatibility profile: auto, default or pvm', 'auto')
+    .option('--timeout <seconds>', 'stop the VM after this many seconds')
+    .option('--verbose', 'describe the boot plan on stderr')
+    .action(async (flags: BootFlags) => {
+      const cpus = parseCount('--cpus', flags.cpus);
+      const memoryBytes = parseSize('--memory', flags.memory);
+      if (!['auto', 'default', 'pvm'].includes(flags.profile)) throw new (await import('../../common/errors.js')).InputError(`--profile ${flags.profile}: must be auto, default or pvm`);
+      const timeout = flags.timeout === undefined ? undefined : parseCount('--timeout', flags.timeout);
+      let stopMachine = (): void => {};
+      const terminal = new TerminalConsole({ onQuit: () => stopMachine() });
+      const vm = await createBootVm({
+        kernelPath: flags.kernel,
+        ...(flags.initrd !== undefined ? { initrdPath: flags.initrd } : {}),
+        ...(flags.cmdline !== undefined ? { cmdline: flags.cmdline } : {}),
+        modules: flags.module.map((m) => {
+          const space = m.indexOf(' ');
+          return space < 0 ? { path: m } : { path: m.slice(0, space), cmdline: m };
+        }),
+        cpus, memoryBytes, profile: flags.profile,
+        serialOutput: terminal.writeByte,
+        onSerialInputSpace: terminal.inputSpaceAvailable,
+        warn: (message) => process.stderr.write(`novm: ${message}\n`),
+      });
+      if (flags.verbose) process.stderr.write(`novm: ${vm.plan.description}; profile ${vm.profile.name}\n`);
+      const { machine } = vm;
+      stopMachine = () => void machine.stop('quit from the console (Ctrl-A x)');
+      machine.start();
+      terminal.start(vm.platform().uart);
+      const timer = timeout === undefined ? undefined : setTimeout(() => void machine.stop(`timeout after ${timeout} s`), timeout * 1000);
+      const exit = await machine.exited;
+      if (timer) clearTimeout(timer);
+      terminal.stop();
+      const status = processStatus(exit);
+      if (exit.kind !== 'poweroff' || flags.verbose) process.stderr.write(`\nnovm: ${exit.kind}: ${exit.detail}\n`);
+      if (exit.state) process.stderr.write(`${exit.state}\n`);
+      process.exitCode = status;
+    });
+}

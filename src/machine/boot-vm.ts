@@ -1,0 +1,94 @@
+// Builds a bootable VM from kernel files: the PC platform, the boot plan from the boot layer,
+// the compatibility profile for the host, and the machine. Used by `novm boot`.
+import { readFile } from 'node:fs/promises';
+import { detectKernelFormat, loadKernel, type ModuleSpec } from '../boot/load-kernel.js';
+import type { BootPlan } from '../boot/boot-plan.js';
+import { InputError } from '../common/errors.js';
+import { cpuFacts } from '../host/host-facts.js';
+import { ramLayout } from '../memory/layout.js';
+import { applyCpuidProfile, DEFAULT_PROFILE, PVM_PROFILE, type CompatProfile } from './compat-profile.js';
+import { Machine, MAX_VCPUS, withApicId } from './machine.js';
+import { attachPcPlatform, pcPlatformLayout, type PcPlatform } from './pc-platform.js';
+
+export const DEFAULT_LINUX_CMDLINE = 'console=ttyS0 earlyprintk=serial,ttyS0,115200 panic=-1';
+
+export interface BootVmOptions {
+  readonly kernelPath: string;
+  readonly initrdPath?: string;
+  /** Kernel command line; for Linux the default is DEFAULT_LINUX_CMDLINE. */
+  readonly cmdline?: string;
+  readonly modules?: readonly ModuleSpec[];
+  readonly cpus: number;
+  readonly memoryBytes: number;
+  /** 'auto' picks the PVM profile on nested PVM hosts. */
+  readonly profile?: 'auto' | 'default' | 'pvm';
+  readonly serialOutput: (byte: number) => void;
+  readonly onSerialInputSpace?: () => void;
+  readonly cacheDir?: string | null;
+  readonly warn?: (message: string) => void;
+}
+
+export interface BootVm {
+  readonly machine: Machine;
+  readonly plan: BootPlan;
+  readonly profile: CompatProfile;
+  /** Available once the machine has started. */
+  platform(): PcPlatform;
+}
+
+export async function createBootVm(options: BootVmOptions): Promise<BootVm> {
+  if (!Number.isInteger(options.cpus) || options.cpus < 1 || options.cpus > MAX_VCPUS) {
+    throw new InputError(`--cpus ${options.cpus}: must be a whole number from 1 to ${MAX_VCPUS}`);
+  }
+  let ram;
+  try {
+    ram = ramLayout(options.memoryBytes);
+  } catch (error) {
+    throw new InputError(`--memory: ${(error as Error).message}`);
+  }
+  const profile = options.profile === 'pvm' ? PVM_PROFILE : options.profile === 'default' ? DEFAULT_PROFILE : cpuFacts().pvm ? PVM_PROFILE : DEFAULT_PROFILE;
+  const layout = pcPlatformLayout(options.cpus);
+  let format;
+  try {
+    format = detectKernelFormat(await readFile(options.kernelPath));
+  } catch {
+    format = undefined; // loadKernel reports unreadable files with the right message
+  }
+  const isLinux = format === 'elf-vmlinux' || format === 'bzimage';
+  const cmdline = isLinux ? [options.cmdline ?? DEFAULT_LINUX_CMDLINE, profile.linuxCmdline].filter((s) => s !== '').join(' ') : options.cmdline ?? '';
+  const rsdp = layout.acpi.tables.find((t) => t.signature === 'RSDP');
+  const plan = await loadKernel({
+    kernelPath: options.kernelPath,
+    ...(options.initrdPath !== undefined ? { initrdPath: options.initrdPath } : {}),
+    cmdline,
+    ...(options.modules ? { modules: options.modules } : {}),
+    ram,
+    reserved: layout.reserved,
+    rsdpAddress: layout.acpi.rsdpAddress,
+    ...(rsdp ? { rsdp: rsdp.bytes } : {}),
+    ...(options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {}),
+    ...(options.warn ? { warn: options.warn } : {}),
+  });
+  let platform: PcPlatform | undefined;
+  const machine = Machine.create({
+    cpus: options.cpus,
+    memoryBytes: options.memoryBytes,
+    boot: plan,
+    extraSegments: [{ address: layout.acpi.base, bytes: layout.acpi.blob }],
+    localDevices: layout.localDevices,
+    cpuid: (index, supported) => applyCpuidProfile(withApicId(supported, index), profile),
+    attachDevices: (ctx) => {
+      platform = attachPcPlatform(ctx, {
+        cpus: options.cpus, serialOutput: options.serialOutput,
+        ...(options.onSerialInputSpace ? { onSerialInputSpace: options.onSerialInputSpace } : {}),
+      });
+    },
+  });
+  return {
+    machine, plan, profile,
+    platform: () => {
+      if (platform === undefined) throw new Error('the machine has not started');
+      return platform;
+    },
+  };
+}
