@@ -18,3 +18,18 @@ export { EscapeFilter, ESCAPE_HELP, type EscapeCommand } from './serial/escape.j
 export { CmosRtc, RtcStateError, type CmosRtcOptions, type CmosRtcState } from './rtc/cmos-rtc.js';
 export { I8042, type I8042Options } from './i8042/i8042.js';
 export { AcpiPm, AcpiPmStateError, PM_TIMER_HZ, type AcpiPmOptions, type AcpiPmState } from './acpi-pm/acpi-pm.js';
+export {
+  cpuidForVcpu,
+  findCpuidEntry,
+  hasCpuFeature,
+  CpuidPolicyError,
+  CPU_FEATURES,
+  PROFILE_CLEARED,
+  PVM_COMPAT_KERNEL_ARGS,
+  KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+  type CpuidEntry,
+  type CpuTopology,
+  type CpuidProfile,
+  type CpuidPolicyOptions,
+  type CpuFeatureName,
+} from './cpuid.js';
