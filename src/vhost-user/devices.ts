@@ -2,6 +2,7 @@
 import { InputError } from '../common/errors.js';
 import { FileBlockBackend } from '../virtio/devices/blk/block-backend.js';
 import { BlkDevice } from '../virtio/devices/blk/blk-device.js';
+import { ConsoleDevice } from '../virtio/devices/console/console-device.js';
 import { FsDevice } from '../virtio/devices/fs/fs-device.js';
 import { RngDevice } from '../virtio/devices/rng/rng-device.js';
 import { FuseHandler, UnionFs, configFromFlags } from '../fs/index.js';
@@ -33,6 +34,17 @@ export async function createBackendDevice(kind: string, options: BackendDeviceOp
       const backend = new FileBlockBackend(options.image, options.readonly === true);
       const model = new BlkDevice(backend, { queues: options.queues ?? 1, ...(options.serial === undefined ? {} : { serial: options.serial }) });
       return { model, close: async () => backend.close() };
+    }
+    case 'console': {
+      // Port 0 is a console wired to this process's stdin/stdout.
+      const model = new ConsoleDevice({ ports: [{ console: true }] });
+      const port = model.ports[0]!;
+      port.onData = (data) => process.stdout.write(Buffer.from(data));
+      const onInput = (chunk: Buffer): void => {
+        if (!port.write(chunk)) process.stdin.pause();
+      };
+      process.stdin.on('data', onInput);
+      return { model, close: async () => void process.stdin.off('data', onInput).pause() };
     }
     case 'fs': {
       const config = configFromFlags(options.read ?? [], options.write ?? []);

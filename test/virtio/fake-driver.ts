@@ -8,7 +8,7 @@ export interface Buffer {
   readonly length: number;
   readonly writable: boolean;
   /** Bytes to put in a device-readable buffer (default: zeros). */
-  readonly data?: Uint8Array;
+  readonly data?: Uint8Array | undefined;
 }
 
 export interface UsedElement {
