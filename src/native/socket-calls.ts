@@ -139,3 +139,13 @@ export class MessageBuffers {
 function align8(n: number): number {
   return (n + 7) & ~7;
 }
+
+const socketpairRaw = libc.func('int socketpair(int domain, int type, int protocol, void *sv)') as (domain: number, type: number, protocol: number, sv: Int32Array) => number;
+
+/** A connected pair of Unix stream sockets (tests, in-process front ends); throws on failure. */
+export function socketPair(flags = SOCK_CLOEXEC): [number, number] {
+  const sv = new Int32Array([-1, -1]);
+  const r = socketpairRaw(AF_UNIX, SOCK_STREAM | flags, 0, sv);
+  if (r < 0) throw new Error(`socketpair failed: errno ${koffi.errno()}`);
+  return [sv[0]!, sv[1]!];
+}

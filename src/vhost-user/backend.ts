@@ -6,10 +6,11 @@
 // stopped by GET_VRING_BASE; when VHOST_USER_F_PROTOCOL_FEATURES was negotiated it also needs
 // SET_VRING_ENABLE 1. Whenever the set of running rings or the memory table changes, the device
 // is re-activated with every running ring's current indices, so no request is lost or repeated.
+import { readlinkSync } from 'node:fs';
 import * as libc from '../native/libc.js';
 import type { ActivationContext, VirtioDeviceModel } from '../virtio/device.js';
 import type { QueueStart } from '../virtio/queue/split-queue.js';
-import { ProtocolError, type Message, type VhostUserConnection } from './connection.js';
+import { CLOSED_BY_PEER, CLOSED_BY_SERVER, ProtocolError, type Message, type VhostUserConnection } from './connection.js';
 import type { FdPoller } from './fd-poller.js';
 import { MemoryTable, MemoryTableError, type MemoryRegionDescription } from './memory-table.js';
 import {
@@ -61,7 +62,11 @@ export class VhostUserBackend {
       size: 0, descUser: undefined, availUser: undefined, usedUser: undefined, base: 0,
       kickFd: -1, callFd: -1, errFd: -1, enabled: false, started: false, running: false,
     }));
-    void connection.closedReason.then(() => this.teardown());
+    void connection.closedReason.then((reason) => {
+      // One line per broken connection; an orderly disconnect is not news.
+      if (reason !== CLOSED_BY_PEER && reason !== CLOSED_BY_SERVER) this.log(`vhost-user: closing connection: ${reason}`);
+      this.teardown();
+    });
   }
 
   /** Handles one message; a malformed one closes the connection with one logged line. */
@@ -76,8 +81,7 @@ export class VhostUserBackend {
         ok = false;
       } else {
         const reason = error instanceof Error ? error.message : String(error);
-        this.log(`vhost-user: closing connection: ${requestName(request)}: ${reason}`);
-        this.connection.close(reason);
+        this.connection.close(`${requestName(request)}: ${reason}`);
         return;
       }
     }
@@ -225,6 +229,7 @@ export class VhostUserBackend {
       });
     }
     const table = MemoryTable.map(descriptions, fds);
+    if (!MemoryTable.sealed(fds)) this.warnOnce('unsealed', 'vhost-user: guest memory is not sealed against shrinking (F_SEAL_SHRINK); a front end that truncates it would crash this back end');
     const old = this.memoryTable;
     this.memoryTable = table;
     // The device must stop using the old mapping before it goes away.
@@ -240,6 +245,9 @@ export class VhostUserBackend {
     if (!noFd) {
       if (fds.length !== 1) throw new ProtocolError(`${requestName(request)} without exactly one descriptor`);
       fd = fds[0]!;
+      // Anything but an eventfd (a memfd, a socket...) could be readable forever and spin the
+      // poller: refuse it.
+      if (!isEventFd(fd)) throw new RequestFailed(`${requestName(request)}: descriptor is not an eventfd`);
       fds[0] = -1; // kept: the connection must not close it
     }
     if (request === Request.SetVringKick) {
@@ -352,6 +360,14 @@ export class VhostUserBackend {
     this.resetRings();
     this.memoryTable.release();
     this.memoryTable = MemoryTable.empty;
+  }
+}
+
+function isEventFd(fd: number): boolean {
+  try {
+    return readlinkSync(`/proc/self/fd/${fd}`) === 'anon_inode:[eventfd]';
+  } catch {
+    return false;
   }
 }
 

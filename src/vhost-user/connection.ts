@@ -7,6 +7,9 @@ import { MSG_DONTWAIT, MessageBuffers, SHUT_RDWR, shutdown } from '../native/soc
 import type { FdPoller } from './fd-poller.js';
 import { FLAG_REPLY, FLAG_VERSION, FLAG_VERSION_MASK, HEADER_SIZE, MAX_FDS, MAX_PAYLOAD, requestName } from './protocol.js';
 
+export const CLOSED_BY_PEER = 'front end disconnected';
+export const CLOSED_BY_SERVER = 'server closed';
+
 export interface Message {
   readonly request: number;
   readonly flags: number;
@@ -66,7 +69,7 @@ export class VhostUserConnection {
           return;
         }
         if (n === 0) {
-          this.close('front end disconnected');
+          this.close(CLOSED_BY_PEER);
           return;
         }
         if (this.input.truncated) throw new ProtocolError('too many descriptors in one message');

@@ -41,6 +41,7 @@ function applyCommands(): void {
 }
 
 const order: number[] = [];
+port.postMessage({ ready: true });
 while (running) {
   order.length = 0;
   order.push(controlFd);

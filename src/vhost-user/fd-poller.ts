@@ -20,14 +20,20 @@ export class FdPoller {
   private readonly one = new Uint8Array(8);
   private stopped = false;
   private readonly exited: Promise<void>;
+  /** Resolves once the worker thread runs its poll loop. */
+  readonly ready: Promise<void>;
+  private markReady!: () => void;
 
   constructor(onError: (message: string) => void = (m) => process.stderr.write(`${m}\n`)) {
     this.controlFd = libc.check('eventfd', libc.eventfd(0, libc.EFD_CLOEXEC | libc.EFD_NONBLOCK));
     new DataView(this.one.buffer).setBigUint64(0, 1n, true);
     this.worker = new Worker(new URL('./fd-poller-worker.js', import.meta.url), { workerData: { controlFd: this.controlFd } });
+    this.ready = new Promise((resolve) => (this.markReady = resolve));
     this.worker.on('message', (message: unknown) => {
       if (Array.isArray(message)) {
         for (const fd of message as number[]) this.callbacks.get(fd)?.();
+      } else if (typeof message === 'object' && message !== null && 'ready' in message) {
+        this.markReady();
       } else if (typeof message === 'object' && message !== null && 'error' in message) {
         onError(String((message as { error: unknown }).error));
       }

@@ -4,7 +4,12 @@
 // translated to guest physical ones through this table.
 import type { GuestAddress } from '../memory/address.js';
 import { GuestMemory, MAX_VIEW_BYTES, type RegionBacking } from '../memory/guest-memory.js';
+import { fstatSync } from 'node:fs';
 import * as libc from '../native/libc.js';
+import { fcntl } from '../native/socket-calls.js';
+
+const F_GET_SEALS = 1034;
+const F_SEAL_SHRINK = 0x2;
 
 export interface MemoryRegionDescription {
   readonly guestAddress: number;
@@ -49,6 +54,19 @@ export class MemoryTable {
       const previous = sorted[i - 1];
       if (previous !== undefined && previous.d.guestAddress + previous.d.size > d.guestAddress) throw new MemoryTableError('memory regions overlap');
     }
+    // A mapping past the end of the file would SIGBUS on first touch and kill the process:
+    // every region must lie inside its file as it is now.
+    for (const { d, fd } of sorted) {
+      let fileSize: number;
+      try {
+        fileSize = fstatSync(fd).size;
+      } catch {
+        throw new MemoryTableError('a memory region descriptor cannot be inspected');
+      }
+      if (d.mmapOffset + d.size > fileSize) {
+        throw new MemoryTableError(`region at 0x${d.guestAddress.toString(16)}: offset ${d.mmapOffset} + ${d.size} bytes is beyond its file (${fileSize} bytes)`);
+      }
+    }
     const mapped: MappedRegion[] = [];
     try {
       for (const { d, fd } of sorted) {
@@ -69,6 +87,17 @@ export class MemoryTable {
       if (error instanceof libc.SystemCallError) throw new MemoryTableError(`cannot map guest memory: ${error.message}`);
       throw error;
     }
+  }
+
+  /**
+   * True if every region's file is sealed against shrinking (QEMU memfd backends are, with
+   * seal=on): otherwise the front end could truncate it under our mapping (SIGBUS).
+   */
+  static sealed(fds: readonly number[]): boolean {
+    return fds.every((fd) => {
+      const seals = fcntl(fd, F_GET_SEALS, 0);
+      return seals >= 0 && (seals & F_SEAL_SHRINK) !== 0;
+    });
   }
 
   get descriptions(): readonly MemoryRegionDescription[] {

@@ -5,7 +5,7 @@ import { rmSync } from 'node:fs';
 import * as libc from '../native/libc.js';
 import { AF_UNIX, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM, accept4, bind, listen, socket, unixAddress } from '../native/socket-calls.js';
 import { VhostUserBackend, type BackendDevice } from './backend.js';
-import { VhostUserConnection } from './connection.js';
+import { CLOSED_BY_SERVER, VhostUserConnection } from './connection.js';
 import { FdPoller } from './fd-poller.js';
 
 export interface ServeOptions {
@@ -51,9 +51,8 @@ export class VhostUserServer {
         const connection = new VhostUserConnection(fd, this.poller, (message) => backend.handle(message));
         const backend = new VhostUserBackend(this.device, connection, this.poller, this.log);
         this.current = connection;
-        const reason = await connection.closedReason;
+        await connection.closedReason;
         this.current = undefined;
-        this.log(`vhost-user: connection closed: ${reason}`);
         if (!this.options.keepListening) break;
       }
     } finally {
@@ -93,7 +92,7 @@ export class VhostUserServer {
   close(): void {
     if (this.stopped) return;
     this.stopped = true;
-    this.current?.close('server closed');
+    this.current?.close(CLOSED_BY_SERVER);
     this.wake?.();
   }
 
