@@ -42,6 +42,8 @@ export class VsockConnection {
   creditRequested = false;
   /** In the queue of connections that have data or control for the guest. */
   queued = false;
+  /** Host-initiated connections: what to run when the guest accepts. */
+  onEstablished: ((hostPort: number) => void) | undefined;
 
   constructor(
     readonly hostPort: number,
