@@ -62,7 +62,7 @@ export function detectKernelFormat(bytes: Uint8Array, multibootVersion: 1 | 2 = 
 export async function loadKernel(options: LoadKernelOptions): Promise<BootPlan> {
   const path = options.kernelPath;
   const bytes = await readInput(path, 'kernel');
-  const format = detectKernelFormat(bytes, options.multibootVersion);
+  const format = guard(() => detectKernelFormat(bytes, options.multibootVersion), `kernel ${path}`);
   if (format === undefined) {
     throw new InputError(`kernel ${path}: not an ELF vmlinux, bzImage or multiboot kernel (${bytes.length} bytes, starts ${hexBytes(bytes.subarray(0, 4))})`);
   }

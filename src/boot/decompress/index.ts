@@ -19,6 +19,7 @@ export type Compression = 'gzip' | 'xz' | 'zstd' | 'lz4' | 'bzip2' | 'lzma' | 'l
 
 /** Refuse to inflate anything larger: no kernel image is near this, and it bounds host memory. */
 export const MAX_DECOMPRESSED_SIZE = 1024 * 1024 * 1024;
+export const MAX_COMPRESSION_RATIO = 256;
 
 const MAGICS: ReadonlyArray<{ format: Compression; bytes: readonly number[] }> = [
   { format: 'gzip', bytes: [0x1f, 0x8b] },
@@ -40,13 +41,16 @@ export function decompressKernelPayload(payload: Uint8Array): { format: Compress
   if (format === undefined) throw new DecompressError('payload has no known compression magic');
   if (payload.length < 8) throw new DecompressError(`${format} payload is truncated`);
   const declared = new DataView(payload.buffer, payload.byteOffset, payload.byteLength).getUint32(payload.length - 4, true);
-  if (declared === 0 || declared > MAX_DECOMPRESSED_SIZE) throw new DecompressError(`${format} payload declares an uncompressed size of ${declared} bytes`);
+  // Output buffers are sized from this untrusted number, so bound it: by the absolute cap and
+  // by a compression ratio no kernel reaches (kernels compress 4-10x).
+  const plausible = Math.min(MAX_DECOMPRESSED_SIZE, payload.length * MAX_COMPRESSION_RATIO + 1024 * 1024);
+  if (declared === 0 || declared > plausible) throw new DecompressError(`${format} payload declares an implausible uncompressed size of ${declared} bytes`);
   const body = payload.subarray(0, payload.length - 4);
   let bytes: Uint8Array;
   try {
     switch (format) {
       case 'gzip':
-        bytes = gunzipSync(payload, { maxOutputLength: MAX_DECOMPRESSED_SIZE });
+        bytes = gunzipSync(payload, { maxOutputLength: plausible });
         break;
       case 'xz':
         bytes = decompressXz(body, declared);
