@@ -15,7 +15,7 @@ import { InputError } from '../../src/common/errors.js';
 import { MiB } from '../../src/memory/address.js';
 import { ramLayout } from '../../src/memory/layout.js';
 import { blobSpec, BOOT_GUESTS, buildGuest } from '../guests/build.js';
-import { cStringAt, overlappingSegments, readPlan, view } from './fixtures.js';
+import { cStringAt, makeElf, overlappingSegments, readPlan, view } from './fixtures.js';
 
 const work = mkdtempSync(join(tmpdir(), 'novm-boot-mb-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -117,6 +117,20 @@ describe('multiboot v1', () => {
     const kernel = plan.segments.filter((s) => s.what.startsWith('kernel'));
     assert.deepEqual(kernel.map((s) => [s.address, s.bytes.length]), [[0x200000, 4096], [0x201000, 0x2000]]);
     assert.deepEqual(Uint8Array.from(kernel[0]!.bytes), image);
+  });
+
+  it('loads an ELF64 multiboot kernel by physical address', async () => {
+    const header = new Uint8Array(12);
+    const hv = view(header);
+    hv.setUint32(0, 0x1badb002, true);
+    hv.setUint32(4, 3, true);
+    hv.setUint32(8, (-(0x1badb002 + 3)) >>> 0, true);
+    const elf = makeElf({ bits: 64, entry: 0x300010, segments: [{ paddr: 0x300000, vaddr: 0xffffffff80300000n, data: new Uint8Array(64).fill(0xf4), memsz: 8192 }], extraHeader: { offset: 0x100, bytes: header } });
+    const plan = await loadKernel({ kernelPath: file('mb1-elf64', elf), cmdline: 'x', ram: ramLayout(16 * MiB) });
+    assert.equal(plan.protocol, 'multiboot1');
+    assert.equal(plan.cpu.rip, 0x300010);
+    assert.deepEqual(plan.loadedRange, { start: 0x300000, end: 0x302000 });
+    assert.equal(plan.cpu.gpr.rax, 0x2badb002);
   });
 
   it('refuses unsupported requirement bits and bad address fields, naming the file', async () => {
