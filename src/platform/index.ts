@@ -33,3 +33,4 @@ export {
   type CpuidPolicyOptions,
   type CpuFeatureName,
 } from './cpuid.js';
+export { createPlatformDevices, type PlatformDeviceDeps, type PlatformDevices, type PioDevice } from './platform-devices.js';
