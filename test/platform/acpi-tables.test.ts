@@ -135,7 +135,7 @@ for (const cpus of [1, 2, 8, 64]) {
         assert.doesNotMatch(dsl, /Incorrect checksum|\*\*\*\* |Unknown/i, `${file}:\n${dsl}`);
       }
       const dsdt = readFileSync(join(dir, 'dsdt.dsl'), 'utf8');
-      for (const expected of ['Device (PCI0)', 'EisaId ("PNP0A08")', 'EisaId ("PNP0A03")', 'Name (_SEG', 'Name (_BBN', 'WordBusNumber', 'DWordMemory', 'QWordMemory', 'Method (_OSC, 4', 'Name (_PRT', 'Device (MRES)', 'EisaId ("PNP0C02")', 'Device (COM1)', 'EisaId ("PNP0501")', '0x03F8', 'IRQNoFlags ()\n                    {4}', 'Device (RTC)', 'Device (KBD)', 'Name (\\_S5, Package (0x04)']) {
+      for (const expected of ['Device (PCI0)', 'EisaId ("PNP0A08")', 'EisaId ("PNP0A03")', 'Name (_SEG', 'Name (_BBN', 'WordBusNumber', '0x0CF8', 'DWordMemory', 'QWordMemory', 'Method (_OSC, 4', 'Name (_PRT', 'Device (MRES)', 'EisaId ("PNP0C02")', 'Device (COM1)', 'EisaId ("PNP0501")', '0x03F8', 'IRQNoFlags ()\n                    {4}', 'Device (RTC)', 'Device (KBD)', 'Name (\\_S5, Package (0x04)']) {
         assert.ok(dsdt.includes(expected), `DSDT lacks ${expected}`);
       }
       if (cpus !== 8) {

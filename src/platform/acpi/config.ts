@@ -51,6 +51,8 @@ export interface AcpiPciHostBridge {
   readonly ioWindow?: AcpiWindow;
   readonly mmio32: AcpiWindow;
   readonly mmio64?: { readonly base: bigint | number; readonly size: bigint | number };
+  /** The bridge decodes the 0xCF8/0xCFC configuration mechanism: listed in its _CRS. */
+  readonly configIoPorts?: boolean;
   /** Legacy INTx routing (_PRT): GSIs for INTA..INTD, swizzled by slot. Omit: MSI/MSI-X only. */
   readonly intxGsis?: readonly [number, number, number, number];
 }
@@ -102,6 +104,7 @@ export function defaultAcpiConfig(cpus: number, virtioMmio: readonly AcpiVirtioM
     pm: DEFAULT_PM_PORTS,
     virtioMmio,
     pciHostBridge: {
+      configIoPorts: true,
       ioWindow: { base: 0x1000, size: 0xf000 },
       mmio32: { base: 0xc000_0000, size: 0x1000_0000 },
     },

@@ -18,6 +18,7 @@ import { TableWriter, type OemInfo, SDT_HEADER_SIZE } from './sdt.js';
 function pciHostBridge(config: AcpiMachineConfig): aml.Aml {
   const bridge = config.pciHostBridge;
   const crs: aml.Aml[] = [res.wordBusNumber(config.ecam.busStart, config.ecam.busEnd)];
+  if (bridge.configIoPorts) crs.push(res.ioPort(0xcf8, 8));
   if (bridge.ioWindow) crs.push(res.wordIo(bridge.ioWindow.base, bridge.ioWindow.size));
   crs.push(res.memoryWindow(bridge.mmio32.base, bridge.mmio32.size, 32));
   if (bridge.mmio64) crs.push(res.memoryWindow(bridge.mmio64.base, bridge.mmio64.size, 64));
