@@ -13,6 +13,12 @@ import { VsockDevice } from '../../src/virtio/devices/vsock/vsock-device.js';
 import { FakeVirtqueue } from './net-fake-virtqueue.js';
 
 const GUEST_CID = 3;
+/** Every guest made by a test; reset at its end so no socket keeps the process alive. */
+const guests: Guest[] = [];
+
+function resetGuests(): void {
+  for (const g of guests.splice(0)) g.device.reset();
+}
 const RX_BUF = 4096 + VSOCK_HEADER_SIZE;
 
 interface Packet {
@@ -37,6 +43,7 @@ class Guest {
 
   constructor(readonly host: HybridUnixVsock) {
     this.device = new VsockDevice({ guestCid: GUEST_CID, host, log: () => {} });
+    guests.push(this);
     for (let i = 0; i < 128; i++) this.postRx();
     const context: ActivationContext = {
       memory: this.memory,
@@ -150,6 +157,7 @@ test('guest connects to a host Unix socket, data both ways, orderly close', asyn
     assert.equal(g.device.openConnections, 0);
     assert.deepEqual(g.resets, []);
   } finally {
+    resetGuests();
     server.close();
     cleanup();
   }
@@ -173,6 +181,7 @@ test('connecting to a host port nobody serves gets RST; host EOF becomes SHUTDOW
     g.send({ op: VsockOp.Rst, srcPort: 2, dstPort: 7 });
     assert.equal(g.device.openConnections, 0);
   } finally {
+    resetGuests();
     server.close();
     cleanup();
   }
@@ -209,6 +218,7 @@ test('host connects with CONNECT, gets OK <port>, streams both ways', async () =
     bad.write('HELLO\n');
     await until(() => closed, 'bad client closed');
   } finally {
+    resetGuests();
     await host.close();
     cleanup();
   }
@@ -237,6 +247,7 @@ test('credit: data stops at the guest buf_alloc, CREDIT_REQUEST, resumes on CRED
     const update = await g.waitFor((p) => p.op === VsockOp.CreditUpdate, 'CREDIT_UPDATE');
     assert.equal(update.bufAlloc, 256 * 1024);
   } finally {
+    resetGuests();
     server.close();
     cleanup();
   }
@@ -265,6 +276,7 @@ test('a guest overrunning the advertised credit is reset', async () => {
     await g.waitFor((p) => p.op === VsockOp.Rst, 'RST for the overrun');
     assert.equal(g.device.openConnections, 0);
   } finally {
+    resetGuests();
     server.close();
     cleanup();
   }
@@ -306,6 +318,7 @@ test('hostile packets: no throw, bad ones dropped or reset, device keeps working
     await g.waitFor((p) => p.op === VsockOp.Response, 'RESPONSE after fuzzing');
     g.device.reset();
   } finally {
+    resetGuests();
     server.close();
     cleanup();
   }
