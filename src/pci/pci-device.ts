@@ -7,6 +7,8 @@ export interface PciDevice {
   /** A guest access at `offset` inside BAR `bar`; `data` is 1, 2, 4 or 8 bytes. */
   barRead(bar: number, offset: number, data: Uint8Array): void;
   barWrite(bar: number, offset: number, data: Uint8Array): void;
+  /** After every guest config-space write (e.g. to re-evaluate INTx after Command changes). */
+  configWritten?(offset: number, length: number): void;
   /** The segment (un)mapped a BAR: `address` is its guest physical base, or undefined. */
   barMoved?(bar: number, address: number | undefined): void;
 }

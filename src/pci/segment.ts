@@ -135,6 +135,7 @@ export class PciSegment {
       this.log(`pci ${slot}: dropped config write of ${data.length} bytes at 0x${register.toString(16)}`);
       return;
     }
+    device.configWritten?.(register, data.length);
     const end = register + data.length;
     const touchesCommand = register < PciHeader.Command + 2 && end > PciHeader.Command;
     const touchesBars = register < PciHeader.Bar0 + 4 * BAR_COUNT && end > PciHeader.Bar0;

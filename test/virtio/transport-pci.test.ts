@@ -248,6 +248,16 @@ test('INTx fallback: ISR read-to-clear deasserts the line', () => {
   assert.equal(sink.level, false);
   assert.equal(driver.isr(), 0);
   assert.deepEqual(sink.levels, [true, false]);
+  // Switching MSI-X on while INTx is asserted drops the line.
+  device.context!.notifyQueue(0);
+  assert.equal(sink.level, true);
+  driver.setCfg(driver.msixCap + 2, 2, 0x8000);
+  assert.equal(sink.level, false);
+  // INTx disabled in Command: the line stays low.
+  driver.setCfg(driver.msixCap + 2, 2, 0);
+  assert.equal(sink.level, true);
+  driver.setCfg(PciHeader.Command, 2, 0x0406);
+  assert.equal(sink.level, false);
 });
 
 test('device needs reset: status bit, config interrupt, stale callbacks dropped', () => {

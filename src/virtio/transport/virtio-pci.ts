@@ -171,6 +171,11 @@ export class VirtioPciDevice implements PciDevice {
     this.transport.queueNotified(queueIndex);
   }
 
+  /** MSI-X enable and the Command register's INTx-disable bit both gate the INTx level. */
+  configWritten(): void {
+    this.updateIntx();
+  }
+
   barMoved(bar: number, address: number | undefined): void {
     if (bar === VIRTIO_PCI_BAR) this.barBase = address;
   }
