@@ -6,45 +6,11 @@ import type { ActivationContext } from '../../src/virtio/device.js';
 import {
   NET_HEADER_SIZE, NetDevice, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_MRG_RXBUF,
 } from '../../src/virtio/devices/net/net-device.js';
-import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN, type TapPort } from '../../src/virtio/devices/net/tap-port.js';
+import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN } from '../../src/virtio/devices/net/tap-port.js';
+import { FakeTap } from './net-fake-tap.js';
 import { FakeVirtqueue } from './net-fake-virtqueue.js';
 
 const VERSION_1 = 1n << 32n;
-
-class FakeTap implements TapPort {
-  readonly inbound: Uint8Array[] = [];
-  readonly outbound: Uint8Array[] = [];
-  readonly offloadHistory: number[] = [];
-  private handler: (() => void) | undefined;
-  constructor(readonly supportedOffloads: number) {}
-  read(buffer: Uint8Array): number {
-    const frame = this.inbound.shift();
-    if (frame === undefined) return 0;
-    buffer.set(frame.subarray(0, buffer.length));
-    return Math.min(frame.length, buffer.length);
-  }
-  write(frame: Uint8Array): boolean {
-    this.outbound.push(frame.slice());
-    return true;
-  }
-  armReadable(handler: () => void): void {
-    this.handler = handler;
-  }
-  setOffloads(flags: number): void {
-    this.offloadHistory.push(flags);
-  }
-  close(): void {}
-  /** The kernel queues a frame; the poll wakes the device if it armed. */
-  inject(frame: Uint8Array): void {
-    this.inbound.push(frame);
-    const h = this.handler;
-    this.handler = undefined;
-    h?.();
-  }
-  get armed(): boolean {
-    return this.handler !== undefined;
-  }
-}
 
 interface Rig {
   device: NetDevice;
