@@ -6,8 +6,9 @@ import type { BootPlan } from '../boot/boot-plan.js';
 import { InputError } from '../common/errors.js';
 import { cpuFacts } from '../host/host-facts.js';
 import { ramLayout } from '../memory/layout.js';
-import { applyCpuidProfile, DEFAULT_PROFILE, PVM_PROFILE, type CompatProfile } from './compat-profile.js';
-import { Machine, MAX_VCPUS, withApicId } from './machine.js';
+import { cpuidForVcpu } from '../platform/cpuid.js';
+import { DEFAULT_PROFILE, PVM_PROFILE, type CompatProfile } from './compat-profile.js';
+import { Machine, MAX_VCPUS } from './machine.js';
 import { attachPcPlatform, pcPlatformLayout, type PcPlatform } from './pc-platform.js';
 
 export const DEFAULT_LINUX_CMDLINE = 'console=ttyS0 earlyprintk=serial,ttyS0,115200 panic=-1';
@@ -76,10 +77,10 @@ export async function createBootVm(options: BootVmOptions): Promise<BootVm> {
     boot: plan,
     extraSegments: [{ address: layout.acpi.base, bytes: layout.acpi.blob }],
     localDevices: layout.localDevices,
-    cpuid: (index, supported) => applyCpuidProfile(withApicId(supported, index), profile),
+    cpuid: (index, supported) => cpuidForVcpu(supported, { vcpuIndex: index, vcpuCount: options.cpus, apicId: index }, { profile: profile.cpuid }),
     attachDevices: (ctx) => {
-      platform = attachPcPlatform(ctx, {
-        cpus: options.cpus, serialOutput: options.serialOutput,
+      platform = attachPcPlatform(ctx, layout, {
+        serialOutput: options.serialOutput,
         ...(options.onSerialInputSpace ? { onSerialInputSpace: options.onSerialInputSpace } : {}),
       });
     },

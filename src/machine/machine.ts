@@ -10,6 +10,7 @@ import type { KvmVm } from '../kvm/vm.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { KVM_IDENTITY_MAP_START, KVM_TSS_START, ramLayout } from '../memory/layout.js';
 import { createMemfdMemory, releaseRegions, type MappedRegion } from '../memory/memfd-memory.js';
+import { cpuidForVcpu } from '../platform/cpuid.js';
 import { applyStartState } from './cpu-setup.js';
 import type { LocalDeviceSpec } from './local-devices.js';
 import { exitKind, type MachineExit } from './machine-exit.js';
@@ -47,15 +48,6 @@ export interface MachineOptions {
   readonly localDevices?: readonly LocalDeviceSpec[];
   /** Attaches platform and virtio devices to the main-thread buses. */
   readonly attachDevices?: (context: DeviceContext) => void | (() => void);
-}
-
-/** KVM's supported CPUID with this vCPU's APIC id filled in (KVM leaves that to the VMM). */
-export function withApicId(supported: readonly CpuidEntry[], apicId: number): CpuidEntry[] {
-  return supported.map((e) => {
-    if (e.function === 1) return { ...e, ebx: ((e.ebx & 0x00ffffff) | (apicId << 24)) >>> 0 };
-    if (e.function === 0xb || e.function === 0x1f) return { ...e, edx: apicId };
-    return e;
-  });
 }
 
 export class Machine {
@@ -128,7 +120,7 @@ export class Machine {
     for (let i = 0; i < this.options.cpus; i++) {
       const vcpu: KvmVcpu = this.vm.createVcpu(i);
       this.threads.push(new VcpuThread(vcpu));
-      vcpu.setCpuid(this.options.cpuid ? this.options.cpuid(i, supported) : withApicId(supported, i));
+      vcpu.setCpuid(this.options.cpuid ? this.options.cpuid(i, supported) : cpuidForVcpu(supported, { vcpuIndex: i, vcpuCount: this.options.cpus, apicId: i }));
       if (this.options.msrs && this.options.msrs.length > 0) vcpu.setMsrs(this.options.msrs);
       // Application processors stay in wait-for-SIPI; the guest starts them via its LAPIC.
       if (i === 0) applyStartState(vcpu, this.options.boot.cpu);
