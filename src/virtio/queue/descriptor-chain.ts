@@ -11,12 +11,33 @@ export class DescriptorChain {
   writableStart = 0;
   readableBytes = 0;
   writableBytes = 0;
-  readonly addresses: Float64Array;
-  readonly lengths: Uint32Array;
+  addresses: Float64Array;
+  lengths: Uint32Array;
 
-  constructor(readonly capacity: number) {
-    this.addresses = new Float64Array(capacity);
-    this.lengths = new Uint32Array(capacity);
+  /** `capacity` is a hint (normally the queue size): the arrays grow, rarely, if a chain is longer. */
+  constructor(capacity: number) {
+    this.addresses = new Float64Array(Math.max(1, capacity));
+    this.lengths = new Uint32Array(Math.max(1, capacity));
+  }
+
+  get capacity(): number {
+    return this.addresses.length;
+  }
+
+  /** Appends a segment (the queue has validated it). */
+  push(address: number, length: number): void {
+    const n = this.count;
+    if (n === this.addresses.length) {
+      const addresses = new Float64Array(2 * n);
+      addresses.set(this.addresses);
+      const lengths = new Uint32Array(2 * n);
+      lengths.set(this.lengths);
+      this.addresses = addresses;
+      this.lengths = lengths;
+    }
+    this.addresses[n] = address;
+    this.lengths[n] = length;
+    this.count = n + 1;
   }
 
   /** Empties the chain before it is refilled. */

@@ -20,6 +20,13 @@ const USED_F_NO_NOTIFY = 1;
 const DESC_SIZE = 16;
 /** §2.7: a split queue has at most 32768 entries. */
 export const MAX_QUEUE_SIZE = 32768;
+/**
+ * Entries of one indirect table. §2.7.5.3.1 asks drivers to keep chains within the queue
+ * size, but Linux sizes indirect tables from seg_max alone (a virtio-blk with seg_max 254 on a
+ * 128-entry QEMU queue sends 153-entry tables), so tables are bounded like QEMU's
+ * VIRTQUEUE_MAX_SIZE instead: 1024 entries.
+ */
+export const MAX_INDIRECT_ENTRIES = 1024;
 /** §2.7.5: the total length of a chain's buffers fits in 32 bits (used.len is a u32). */
 const MAX_CHAIN_BYTES = 0xffff_ffff;
 
@@ -83,7 +90,7 @@ export class SplitQueue {
   }
 
   /**
-   * Reads the next available chain into `chain` (whose capacity must be >= size).
+   * Reads the next available chain into `chain` (it grows if the chain is longer).
    * Returns false if there is none. Throws QueueViolation for a malformed chain.
    */
   pop(chain: DescriptorChain): boolean {
@@ -102,7 +109,6 @@ export class SplitQueue {
 
   private readChain(head: number, chain: DescriptorChain): void {
     const size = this.size;
-    if (chain.capacity < size) throw new RangeError(`descriptor chain capacity ${chain.capacity} < queue size ${size}`);
     if (head >= size) throw new QueueViolation('descriptor-index', `head ${head} >= queue size ${size}`);
     chain.clear(head);
     const memory = this.memory;
@@ -110,6 +116,8 @@ export class SplitQueue {
     let tableSize = size;
     let index = head;
     let inIndirect = false;
+    // Descriptors allowed in the table being walked: a longer walk is a loop (§2.7.5.3.1).
+    let budget = size;
     let visited = 0;
     let total = 0;
     for (;;) {
@@ -118,15 +126,15 @@ export class SplitQueue {
       const len = memory.readU32LE(d + 8);
       const flags = memory.readU16LE(d + 12);
       const next = memory.readU16LE(d + 14);
-      // §2.7.5.3.1: a chain longer than the queue (direct or through a table) is a loop or a lie.
-      if (++visited > size) throw new QueueViolation('chain-too-long', `chain from head ${head} exceeds ${size} descriptors`);
+      // §2.7.5.3.1: a chain longer than its table (the queue, or an indirect table) is a loop.
+      if (++visited > budget) throw new QueueViolation('chain-too-long', `chain from head ${head} exceeds ${budget} descriptors`);
       if ((flags & DESC_F_INDIRECT) !== 0) {
         if (!this.indirect) throw new QueueViolation('indirect-not-negotiated', `descriptor ${index} is indirect without VIRTIO_F_INDIRECT_DESC`);
         // §2.7.5.3.1: no nested tables; INDIRECT and NEXT never together.
         if (inIndirect) throw new QueueViolation('nested-indirect', `indirect descriptor ${index} inside an indirect table`);
         if ((flags & DESC_F_NEXT) !== 0) throw new QueueViolation('indirect-with-next', `descriptor ${index} has both INDIRECT and NEXT`);
-        if (len === 0 || len % DESC_SIZE !== 0 || len / DESC_SIZE > size) {
-          throw new QueueViolation('indirect-table-size', `indirect table of ${len} bytes (queue size ${size})`);
+        if (len === 0 || len % DESC_SIZE !== 0 || len / DESC_SIZE > MAX_INDIRECT_ENTRIES) {
+          throw new QueueViolation('indirect-table-size', `indirect table of ${len} bytes (at most ${MAX_INDIRECT_ENTRIES} entries)`);
         }
         if (addr === undefined || !memory.isValidRange(addr, len)) {
           throw new QueueViolation('buffer-out-of-memory', `indirect table at ${hex(addr)} + ${len} is not guest RAM`);
@@ -135,8 +143,8 @@ export class SplitQueue {
         tableSize = len / DESC_SIZE;
         index = 0;
         inIndirect = true;
-        // The descriptors of the table count against the same budget as the direct chain.
-        visited = chain.count;
+        budget = tableSize;
+        visited = 0;
         continue;
       }
       if (addr === undefined || !memory.isValidRange(addr, len)) {
@@ -153,9 +161,7 @@ export class SplitQueue {
         chain.writableStart = n + 1;
         chain.readableBytes += len;
       }
-      chain.addresses[n] = addr;
-      chain.lengths[n] = len;
-      chain.count = n + 1;
+      chain.push(addr, len);
       if ((flags & DESC_F_NEXT) === 0) return;
       if (next >= tableSize) throw new QueueViolation('descriptor-index', `next ${next} >= table size ${tableSize}`);
       index = next;

@@ -73,7 +73,7 @@ export class BlkDevice extends QueueDevice {
   constructor(private readonly backend: BlockBackend, options: BlkOptions = {}) {
     super(options);
     const queues = options.queues ?? 1;
-    const queueSize = options.queueSize ?? 256;
+    const queueSize = options.queueSize ?? 128;
     if (!Number.isInteger(queues) || queues < 1 || queues > 0xffff) throw new RangeError(`bad queue count ${queues}`);
     this.queueMaxSizes = new Array<number>(queues).fill(queueSize);
     this.sectors = Math.floor(backend.size / SECTOR);
@@ -86,6 +86,7 @@ export class BlkDevice extends QueueDevice {
     c.setBigUint64(0, BigInt(this.sectors), true);
     c.setUint32(8, SIZE_MAX, true);
     // seg_max: two descriptors of each chain carry the header and the status (§5.2.6.1).
+    // QEMU's vhost-user-blk queues default to 128 entries, the size this is computed for.
     c.setUint32(12, queueSize - 2, true);
     c.setUint32(20, SECTOR, true); // blk_size
     c.setUint8(24, 3); // physical_block_exp: 4 KiB physical blocks
