@@ -267,12 +267,9 @@ export class VirtioTransportCore {
     this.log(`device needs reset: ${reason}`);
     if ((this.status & DeviceStatus.DeviceNeedsReset) !== 0) return;
     this.status |= DeviceStatus.DeviceNeedsReset;
+    // The device is not reset here: this may run inside the device's own call stack. It stays
+    // quiet (notifications and its callbacks are dropped) until the driver writes status 0.
     this.active = false;
-    try {
-      this.device.reset();
-    } catch (error: unknown) {
-      this.log(`device reset failed: ${error instanceof Error ? error.message : String(error)}`);
-    }
     if ((this.status & DeviceStatus.DriverOk) !== 0) {
       this.configGeneration = (this.configGeneration + 1) & 0xff;
       this.signals.configInterrupt();
@@ -282,12 +279,10 @@ export class VirtioTransportCore {
   /** Status 0: back to the state after power-on. Synchronous, so status reads 0 at once. */
   reset(): void {
     this.epoch++;
-    if (this.active || (this.status & DeviceStatus.DeviceNeedsReset) === 0) {
-      try {
-        this.device.reset();
-      } catch (error: unknown) {
-        this.log(`device reset failed: ${error instanceof Error ? error.message : String(error)}`);
-      }
+    try {
+      this.device.reset();
+    } catch (error: unknown) {
+      this.log(`device reset failed: ${error instanceof Error ? error.message : String(error)}`);
     }
     this.active = false;
     this.status = 0;
