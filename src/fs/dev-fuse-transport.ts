@@ -1,24 +1,26 @@
 // The host transport: serves a FuseHandler over /dev/fuse at a host mount point.
 //
-// Requests are read with several outstanding fs.read() calls in the libuv thread pool, so several
-// requests are in flight at once and a slow one (a large fsync) does not stall the others; the
-// pool must be larger than the number of outstanding reads (UV_THREADPOOL_SIZE, set by the CLI
-// before Node starts its pool). Replies are written synchronously. The mount uses `mount -i` with
-// the fd passed to the child (HOST-NOTES); unmounting is asynchronous because the kernel flushes
-// dirty pages through us while umount runs. The kernel reports the end of the mount with ENODEV.
+// Threads: a loop thread (dev-fuse-loop.ts) blocks in read() on /dev/fuse and serves metadata and
+// page-cache hits inline; I/O worker threads (io-worker.ts) take blocking data work (cache-missing
+// reads, large writes, fsync) and reply themselves, so a slow request does not stall the others.
+// This main thread only mounts, unmounts and watches: the mount uses `mount -i` with the fd passed
+// to the child (HOST-NOTES); unmounting is asynchronous because the kernel flushes dirty pages
+// through the loop while umount runs. The kernel reports the end of the mount with ENODEV.
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, openSync, read as readCb, realpathSync, statSync, writeSync } from 'node:fs';
+import { closeSync, openSync, realpathSync, statSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import { InputError } from '../common/errors.js';
 import { getrlimit, RLIMIT_NOFILE, setrlimit } from '../native/fs-calls.js';
 import { Errno, errnoOf } from './errors.js';
-import { FuseHandler } from './fuse-handler.js';
-import { REQUEST_BUFFER_SIZE } from './fuse-abi.js';
-import { isWithin } from './config.js';
-import type { UnionFs } from './union.js';
+import { MAX_WRITE, REQUEST_BUFFER_SIZE } from './fuse-abi.js';
+import { type FsConfig, isWithin, type ResolvedMount } from './config.js';
+import { allocateSharedQueue, SharedQueue, STAT_ERRORS, STAT_FDS, STAT_FILES, STAT_NODES, STAT_REQUESTS, STAT_UNEXPECTED } from './shared-queue.js';
 
 export interface DevFuseOptions {
-  /** Requests read ahead concurrently (each holds a 1 MiB buffer and a thread-pool thread). */
-  readonly concurrency?: number;
+  /** I/O worker threads for blocking data work (default 4). */
+  readonly ioWorkers?: number;
+  /** Request buffers of 1 MiB + 4 KiB: the bound on requests in flight (default 16). */
+  readonly buffers?: number;
   readonly log?: (line: string) => void;
 }
 
@@ -31,7 +33,7 @@ export class FuseMountError extends Error {
 }
 
 /** Checks a host mount point: it exists, is a directory, and neither lies in a layer nor contains one. */
-export function checkMountPoint(mountPoint: string, union: UnionFs): string {
+export function checkMountPoint(mountPoint: string, mounts: readonly ResolvedMount[]): string {
   let real: string;
   try {
     real = realpathSync(mountPoint);
@@ -39,10 +41,10 @@ export function checkMountPoint(mountPoint: string, union: UnionFs): string {
     throw new InputError(`mount point "${mountPoint}" does not exist`);
   }
   if (!statSync(real).isDirectory()) throw new InputError(`mount point "${mountPoint}" is not a directory`);
-  for (const m of union.mounts) {
-    for (const l of m.layers) {
-      if (isWithin(real, l.hostPath) || isWithin(l.hostPath, real)) {
-        throw new InputError(`mount point "${mountPoint}" overlaps layer "${l.hostPath}" (the server would serve itself)`);
+  for (const m of mounts) {
+    for (const layer of [...m.readOnly, ...(m.writable === null ? [] : [m.writable])]) {
+      if (isWithin(real, layer) || isWithin(layer, real)) {
+        throw new InputError(`mount point "${mountPoint}" overlaps layer "${layer}" (the server would serve itself)`);
       }
     }
   }
@@ -58,30 +60,42 @@ export function raiseFdLimit(): void {
   }
 }
 
+export interface ServerStats {
+  nodes: number;
+  fds: number;
+  files: number;
+  requests: number;
+  errors: number;
+  unexpected: number;
+}
+
 export class DevFuseServer {
   private fd = -1;
-  private inFlight = 0;
-  private reading = 0;
-  private stopped = false;
   private unmounting = false;
   private finished!: Promise<void>;
-  private resolveFinished!: () => void;
   private readonly log: (line: string) => void;
-  private readonly concurrency: number;
+  private readonly ioWorkers: number;
+  private queue: SharedQueue | null = null;
+  private readonly workers: Worker[] = [];
 
-  constructor(readonly handler: FuseHandler, readonly mountPoint: string, options: DevFuseOptions = {}) {
+  constructor(readonly config: FsConfig, readonly mountPoint: string, options: DevFuseOptions = {}) {
     this.log = options.log ?? ((line) => process.stderr.write(`novm fs: ${line}\n`));
-    this.concurrency = options.concurrency ?? 8;
+    this.ioWorkers = options.ioWorkers ?? 4;
+    this.buffers = options.buffers ?? 16;
+    this.cacheTimeoutSeconds = config.cacheTimeoutSeconds ?? 1;
   }
+  private readonly buffers: number;
+  private readonly cacheTimeoutSeconds: number;
 
-  /** Opens /dev/fuse, mounts, and starts serving. Resolves once the mount is in place. */
+  /** Opens /dev/fuse, mounts, and starts the serving threads. */
   mount(): void {
     try {
       this.fd = openSync('/dev/fuse', 'r+');
     } catch (error) {
-      throw new InputError(`cannot open /dev/fuse: ${errnoOf(error) === Errno.EACCES || errnoOf(error) === Errno.EPERM ? 'permission denied' : (error as Error).message}`);
+      const errno = errnoOf(error);
+      throw new InputError(`cannot open /dev/fuse: ${errno === Errno.EACCES || errno === Errno.EPERM ? 'permission denied' : (error as Error).message}`);
     }
-    const options = `fd=3,rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions,max_read=${1 << 20}`;
+    const options = `fd=3,rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions,max_read=${MAX_WRITE}`;
     const result = spawnSync('mount', ['-i', '-t', 'fuse.novm', '-o', options, 'novm', this.mountPoint], {
       stdio: ['ignore', 'pipe', 'pipe', this.fd],
       encoding: 'utf8',
@@ -93,63 +107,43 @@ export class DevFuseServer {
       const why = (result.stderr || result.error?.message || `exit ${result.status}`).trim().split('\n')[0];
       throw new FuseMountError(`mount of ${this.mountPoint} failed: ${why}`);
     }
-    this.finished = new Promise((resolve) => (this.resolveFinished = resolve));
-    for (let i = 0; i < this.concurrency; i++) this.readNext(Buffer.allocUnsafe(REQUEST_BUFFER_SIZE));
+    const memory = allocateSharedQueue(this.buffers, REQUEST_BUFFER_SIZE);
+    this.queue = new SharedQueue(memory);
+    const exits: Promise<void>[] = [];
+    const start = (file: string, data: unknown) => {
+      const w = new Worker(new URL(file, import.meta.url), { workerData: data });
+      this.workers.push(w);
+      exits.push(new Promise((resolve) => {
+        w.on('error', (error) => {
+          this.log(`${file}: ${error.message}`);
+          this.queue?.stop();
+        });
+        w.on('exit', () => resolve());
+      }));
+      return w;
+    };
+    for (let i = 0; i < this.ioWorkers; i++) start('./io-worker.js', { devFd: this.fd, queue: memory });
+    const loop = start('./dev-fuse-loop.js', { devFd: this.fd, config: this.config, cacheTimeoutSeconds: this.cacheTimeoutSeconds, queue: memory });
+    loop.on('exit', (code) => {
+      // If the loop died, end the I/O workers too; a mount left behind is detached.
+      this.queue?.stop();
+      if (code !== 0) void this.unmount(true);
+    });
+    this.finished = Promise.all(exits).then(() => {
+      if (this.fd >= 0) closeSync(this.fd);
+      this.fd = -1;
+    });
   }
 
-  /** Resolves when the kernel has ended the session (after unmount) and everything is closed. */
+  /** Resolves when the kernel has ended the session (after unmount) and every thread has exited. */
   get done(): Promise<void> {
     return this.finished;
   }
 
-  private readNext(buffer: Buffer): void {
-    if (this.stopped) return this.maybeFinish();
-    this.reading++;
-    readCb(this.fd, buffer, 0, buffer.length, null, (error, n) => {
-      this.reading--;
-      if (error) {
-        const errno = errnoOf(error);
-        // ENOENT: the request was interrupted before we read it; EINTR/EAGAIN: retry.
-        if (errno === Errno.ENOENT || errno === 4 || errno === Errno.EAGAIN) return this.readNext(buffer);
-        if (errno !== Errno.ENODEV) this.log(`read /dev/fuse: ${(error as Error).message}`);
-        this.stopped = true;
-        return this.maybeFinish();
-      }
-      this.inFlight++;
-      const request = buffer.subarray(0, n);
-      let replied = false;
-      const done = (reply: Uint8Array | null) => {
-        if (replied) return;
-        replied = true;
-        if (reply) this.writeReply(reply);
-        this.inFlight--;
-        this.readNext(buffer);
-      };
-      if (FuseHandler.isForget(request)) {
-        this.handler.forget(request);
-        done(null);
-      } else {
-        this.handler.handle(request, done);
-      }
-    });
-  }
-
-  private writeReply(reply: Uint8Array): void {
-    try {
-      writeSync(this.fd, reply, 0, reply.length);
-    } catch (error) {
-      // ENOENT: the request was interrupted and the kernel no longer waits for it.
-      if (errnoOf(error) !== Errno.ENOENT && errnoOf(error) !== Errno.ENODEV) this.log(`write /dev/fuse: ${(error as Error).message}`);
-    }
-  }
-
-  private maybeFinish(): void {
-    if (this.reading > 0 || this.inFlight > 0 || this.fd < 0) return;
-    closeSync(this.fd);
-    this.fd = -1;
-    this.handler.closeAll();
-    this.handler.union.close();
-    this.resolveFinished();
+  stats(): ServerStats {
+    const s = this.queue?.stats;
+    if (!s) return { nodes: 0, fds: 0, files: 0, requests: 0, errors: 0, unexpected: 0 };
+    return { nodes: s[STAT_NODES]!, fds: s[STAT_FDS]!, files: s[STAT_FILES]!, requests: s[STAT_REQUESTS]!, errors: s[STAT_ERRORS]!, unexpected: s[STAT_UNEXPECTED]! };
   }
 
   /** Unmounts (the kernel flushes dirty data through us meanwhile); `lazy` detaches a busy mount. */

@@ -47,6 +47,7 @@ export const FUSE_PARALLEL_DIROPS = 1 << 18;
 export const FUSE_HANDLE_KILLPRIV = 1 << 19;
 export const FUSE_MAX_PAGES = 1 << 22;
 export const FUSE_CACHE_SYMLINKS = 1 << 23;
+export const FUSE_HANDLE_KILLPRIV_V2 = 1 << 28;
 export const FUSE_SETXATTR_EXT = 1 << 29;
 export const FUSE_INIT_EXT = 1 << 30;
 
@@ -60,6 +61,9 @@ export const FATTR_MTIME = 1 << 5;
 export const FATTR_FH = 1 << 6;
 export const FATTR_ATIME_NOW = 1 << 7;
 export const FATTR_MTIME_NOW = 1 << 8;
+export const FATTR_KILL_SUIDGID = 1 << 11;
+export const FUSE_WRITE_KILL_SUIDGID = 1 << 2;
+export const FUSE_OPEN_KILL_SUIDGID = 1 << 0;
 
 export const FOPEN_DIRECT_IO = 1 << 0;
 export const FOPEN_KEEP_CACHE = 1 << 1;

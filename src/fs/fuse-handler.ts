@@ -11,20 +11,20 @@
 //
 // Every field the client sends is bounds-checked against the request length; a malformed request
 // gets an error reply (EINVAL/EPROTO/ESTALE/EBADF), never an exception out of handle().
-import { fdatasync as fdatasyncCb, fsync as fsyncCb, read as readCb, write as writeCb } from 'node:fs';
 import {
-  closeFd, fallocate, fstatfs, lseek, O_ACCMODE, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, S_IFDIR, SEEK_DATA, SEEK_HOLE,
+  closeFd, fallocate, fstatfs, lseek, O_ACCMODE, preadv2, pwrite, RWF_NOWAIT, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, S_IFDIR, SEEK_DATA, SEEK_HOLE,
   STATFS_SIZE, StatfsOffset, StatOffset, syncfs,
 } from '../native/fs-calls.js';
 import { Errno, errnoOf, FsError, sys } from './errors.js';
 import {
   ATTR_OUT_SIZE, DIRENT_HEADER_SIZE, ENTRY_OUT_SIZE, FATTR_ATIME, FATTR_ATIME_NOW, FATTR_FH, FATTR_GID, FATTR_MODE,
-  FATTR_MTIME, FATTR_MTIME_NOW, FATTR_SIZE, FATTR_UID, FOPEN_KEEP_CACHE, FUSE_ASYNC_DIO, FUSE_ASYNC_READ,
+  FATTR_MTIME, FATTR_MTIME_NOW, FATTR_SIZE, FATTR_UID, FOPEN_KEEP_CACHE, FUSE_ASYNC_DIO, FUSE_ASYNC_READ, FATTR_KILL_SUIDGID, FUSE_HANDLE_KILLPRIV_V2, FUSE_OPEN_KILL_SUIDGID, FUSE_WRITE_KILL_SUIDGID,
   FUSE_ATOMIC_O_TRUNC, FUSE_BIG_WRITES, FUSE_CACHE_SYMLINKS, FUSE_DO_READDIRPLUS, FUSE_FSYNC_FDATASYNC,
   FUSE_KERNEL_MINOR_VERSION, FUSE_KERNEL_VERSION, FUSE_MAX_PAGES, FUSE_MIN_MINOR_VERSION, FUSE_PARALLEL_DIROPS,
   FUSE_READDIRPLUS_AUTO, FUSE_SETXATTR_EXT, FUSE_WRITEBACK_CACHE, IN_HEADER_SIZE, INIT_OUT_SIZE, MAX_PAGES, MAX_WRITE,
   OPEN_OUT_SIZE, Opcode, OUT_HEADER_SIZE, REQUEST_BUFFER_SIZE, STATFS_OUT_SIZE, WRITE_IN_SIZE,
 } from './fuse-abi.js';
+import { type DataIo, LibuvDataIo, type Unique } from './data-io.js';
 import type { HostStat } from './host-stat.js';
 import { IdTable } from './id-table.js';
 import { type DirEntry, type FsNode, type SetAttr, UnionFs } from './union.js';
@@ -44,7 +44,12 @@ export interface HandlerOptions {
   readonly cacheTimeoutSeconds?: number;
   /** Log line sink for unexpected (non-errno) failures. */
   readonly log?: (line: string) => void;
+  /** Where blocking data operations run (default: libuv's thread pool). */
+  readonly dataIo?: DataIo;
 }
+
+/** Writes up to this size are done inline: a buffered write of this size costs microseconds. */
+const INLINE_WRITE_MAX = 128 * 1024;
 
 export interface HandlerMetrics {
   requests: number;
@@ -62,7 +67,11 @@ export class FuseHandler {
   private readonly reply = Buffer.alloc(REQUEST_BUFFER_SIZE);
   private readonly out = new DataView(this.reply.buffer, this.reply.byteOffset, this.reply.byteLength);
   private readonly views = new WeakMap<ArrayBufferLike, { view: DataView; buffer: Buffer }>();
-  private readonly readPool: Buffer[] = [];
+  private readonly replyData = this.reply.subarray(OUT_HEADER_SIZE);
+  private readonly iov = [{ base: this.replyData as Uint8Array, len: 0 }];
+  private readonly unique = { low: 0, high: 0 };
+  private readonly deferredClose: number[] = [];
+  private readonly dataIo: DataIo;
   private readonly statfsBuf = new Uint8Array(STATFS_SIZE);
   private readonly statfsView = new DataView(this.statfsBuf.buffer);
   private readonly timeout: number;
@@ -80,6 +89,7 @@ export class FuseHandler {
   constructor(readonly union: UnionFs, options: HandlerOptions = {}) {
     this.timeout = options.cacheTimeoutSeconds ?? 1;
     this.log = options.log ?? ((line) => process.stderr.write(`novm fs: ${line}\n`));
+    this.dataIo = options.dataIo ?? new LibuvDataIo();
   }
 
   get negotiatedMinor(): number {
@@ -131,6 +141,7 @@ export class FuseHandler {
       return done(null);
     }
     if (op === Opcode.INTERRUPT) return done(null);
+    if (this.deferredClose.length > 0) this.closeDeferred();
     try {
       if (op !== Opcode.INIT && !this.initialized) throw new FsError(Errno.EIO, 'request before INIT');
       this.dispatch(op, request, done);
@@ -170,6 +181,13 @@ export class FuseHandler {
     const hi = this.dv.getUint32(this.base + o + 4, true);
     if (hi >= 0x20_0000) throw new FsError(Errno.EINVAL, 'u64 too large');
     return this.dv.getUint32(this.base + o, true) + hi * 0x1_0000_0000;
+  }
+  /** u64 at request offset `o`, as a bigint when beyond 2^53 (offsets handed to the host as int64). */
+  private u64Wide(o: number): number | bigint {
+    this.need(o + 8);
+    const hi = this.dv.getUint32(this.base + o + 4, true);
+    if (hi < 0x20_0000) return this.dv.getUint32(this.base + o, true) + hi * 0x1_0000_0000;
+    return this.dv.getBigInt64(this.base + o, true);
   }
   private u32(o: number): number {
     this.need(o + 4);
@@ -314,8 +332,22 @@ export class FuseHandler {
     return f;
   }
 
+  private closeDeferred(): void {
+    for (let i = this.deferredClose.length - 1; i >= 0; i--) {
+      const fd = this.deferredClose[i]!;
+      if (!this.dataIo.busy(fd)) {
+        closeFd(fd);
+        this.deferredClose.splice(i, 1);
+      }
+    }
+  }
+
   private releaseFile(f: OpenFile): void {
-    if (f.fd >= 0) closeFd(f.fd);
+    // A hostile client may release a handle with I/O still in flight: close only when it is done.
+    if (f.fd >= 0) {
+      if (this.dataIo.busy(f.fd)) this.deferredClose.push(f.fd);
+      else closeFd(f.fd);
+    }
     this.files.remove(f.index);
     this.union.forget(f.node, 1);
     this.metrics.openFiles = this.files.size;
@@ -337,8 +369,10 @@ export class FuseHandler {
     return acc | (flags & O_TRUNC);
   }
 
-  private takeReadBuffer(): Buffer {
-    return this.readPool.pop() ?? Buffer.allocUnsafe(OUT_HEADER_SIZE + MAX_WRITE);
+  private uniqueOf(): Unique {
+    this.unique.low = this.dv.getUint32(this.base + 8, true);
+    this.unique.high = this.dv.getUint32(this.base + 12, true);
+    return this.unique;
   }
 
   // ---- dispatch ---------------------------------------------------------------------------------
@@ -410,6 +444,7 @@ export class FuseHandler {
         const flags = this.u32(I);
         const node = this.node();
         if ((flags & O_ACCMODE) !== O_RDONLY || (flags & O_TRUNC) !== 0) u.copyUp(node);
+        if ((this.u32(I + 4) & FUSE_OPEN_KILL_SUIDGID) !== 0 && (flags & O_TRUNC) !== 0) u.killPrivileges(node);
         const f = this.addFile(u.open(node, this.hostOpenFlags(flags)), node, null);
         this.writeOpenOut(OUT_HEADER_SIZE, f, FOPEN_KEEP_CACHE);
         return done(this.ok(OPEN_OUT_SIZE));
@@ -493,7 +528,7 @@ export class FuseHandler {
         return done(this.ok(0));
       case Opcode.FALLOCATE: {
         const f = this.file();
-        sys(fallocate(f.fd, this.u32(I + 24), this.u64(I + 8), this.u64(I + 16)));
+        sys(fallocate(f.fd, this.u32(I + 24), this.u64Wide(I + 8), this.u64Wide(I + 16)));
         return done(this.ok(0));
       }
       case Opcode.LSEEK: {
@@ -532,7 +567,10 @@ export class FuseHandler {
     const maxReadahead = this.u32(I + 8);
     const offered = this.u32(I + 12);
     const wanted = FUSE_ASYNC_READ | FUSE_ATOMIC_O_TRUNC | FUSE_BIG_WRITES | FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO |
-      FUSE_ASYNC_DIO | FUSE_WRITEBACK_CACHE | FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES | FUSE_CACHE_SYMLINKS;
+      FUSE_ASYNC_DIO | FUSE_WRITEBACK_CACHE | FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES | FUSE_CACHE_SYMLINKS |
+      // We clear set-user/group-ID bits ourselves when the kernel flags a write, truncate or chown;
+      // in exchange the kernel stops asking for security.capability before every write.
+      FUSE_HANDLE_KILLPRIV_V2;
     const flags = (offered & wanted) >>> 0;
     this.minor = Math.min(minor, FUSE_KERNEL_MINOR_VERSION);
     this.writeback = (flags & FUSE_WRITEBACK_CACHE) !== 0;
@@ -573,6 +611,7 @@ export class FuseHandler {
       throw new FsError(Errno.EINVAL);
     }
     if (Object.keys(attr).length > 0) this.union.setattr(node, attr);
+    if ((valid & FATTR_KILL_SUIDGID) !== 0 && (valid & FATTR_MODE) === 0) this.union.killPrivileges(node);
     return this.attrReply(node);
   }
 
@@ -655,23 +694,12 @@ export class FuseHandler {
     const offset = this.u64(I + 8);
     const size = Math.min(this.u32(I + 16), MAX_WRITE);
     if (f.fd < 0) throw new FsError(Errno.EISDIR);
-    const reply = this.takeReadBuffer();
-    const header = new DataView(reply.buffer, reply.byteOffset, OUT_HEADER_SIZE);
-    header.setUint32(8, this.dv.getUint32(this.base + 8, true), true);
-    header.setUint32(12, this.dv.getUint32(this.base + 12, true), true);
-    readCb(f.fd, reply, OUT_HEADER_SIZE, size, offset, (error, n) => {
-      if (error) {
-        header.setUint32(0, OUT_HEADER_SIZE, true);
-        header.setInt32(4, -errnoOf(error), true);
-        this.metrics.errors++;
-        done(reply.subarray(0, OUT_HEADER_SIZE));
-      } else {
-        header.setUint32(0, OUT_HEADER_SIZE + n, true);
-        header.setInt32(4, 0, true);
-        done(reply.subarray(0, OUT_HEADER_SIZE + n));
-      }
-      this.readPool.push(reply);
-    });
+    // Page-cache hit: complete inline. A short or EAGAIN result goes to the blocking path, because
+    // a short READ reply means end of file to the client.
+    this.iov[0]!.len = size;
+    const n = preadv2(f.fd, this.iov, 1, offset, RWF_NOWAIT);
+    if (n === size) return done(this.ok(n));
+    this.dataIo.read(f.fd, offset, size, this.uniqueOf(), done);
   }
 
   private write(request: Uint8Array, done: ReplyCallback): void {
@@ -683,42 +711,27 @@ export class FuseHandler {
     this.need(dataAt + size);
     if (size > MAX_WRITE) throw new FsError(Errno.EINVAL);
     if (f.fd < 0) throw new FsError(Errno.EISDIR);
-    const unique0 = this.dv.getUint32(this.base + 8, true);
-    const unique1 = this.dv.getUint32(this.base + 12, true);
-    writeCb(f.fd, request, this.base - request.byteOffset + dataAt, size, offset, (error, n) => {
-      this.replySmallAsync(done, unique0, unique1, error ? -errnoOf(error) : 0, n);
-    });
+    const start = this.base - request.byteOffset + dataAt;
+    if ((this.u32(I + 20) & FUSE_WRITE_KILL_SUIDGID) !== 0) this.union.killPrivileges(f.node);
+    if (size <= INLINE_WRITE_MAX) {
+      const n = sys(pwrite(f.fd, request.subarray(start, start + size), size, offset));
+      this.out.setUint32(OUT_HEADER_SIZE, n, true);
+      this.out.setUint32(OUT_HEADER_SIZE + 4, 0, true);
+      return done(this.ok(8));
+    }
+    this.dataIo.write(f.fd, request.subarray(start, start + size), offset, this.uniqueOf(), done);
   }
 
   private fsync(op: number, done: ReplyCallback): void {
     const f = this.file();
     const datasync = (this.u32(IN_HEADER_SIZE + 8) & FUSE_FSYNC_FDATASYNC) !== 0;
     if (op === Opcode.FSYNCDIR && f.fd < 0) f.fd = this.union.openDirFd(f.node);
-    const unique0 = this.dv.getUint32(this.base + 8, true);
-    const unique1 = this.dv.getUint32(this.base + 12, true);
-    const cb = (error: NodeJS.ErrnoException | null) => this.replySmallAsync(done, unique0, unique1, error ? -errnoOf(error) : 0, -1);
-    if (datasync) fdatasyncCb(f.fd, cb);
-    else fsyncCb(f.fd, cb);
-  }
-
-  /** A reply built after an asynchronous completion: header plus an optional fuse_write_out. */
-  private replySmallAsync(done: ReplyCallback, unique0: number, unique1: number, error: number, written: number): void {
-    const out = this.out;
-    const bodySize = error === 0 && written >= 0 ? 8 : 0;
-    out.setUint32(0, OUT_HEADER_SIZE + bodySize, true);
-    out.setInt32(4, error, true);
-    out.setUint32(8, unique0, true);
-    out.setUint32(12, unique1, true);
-    if (bodySize) {
-      out.setUint32(16, written, true);
-      out.setUint32(20, 0, true);
-    }
-    if (error !== 0) this.metrics.errors++;
-    done(this.reply.subarray(0, OUT_HEADER_SIZE + bodySize));
+    this.dataIo.fsync(f.fd, datasync, this.uniqueOf(), done);
   }
 
   /** Closes every open handle (the client is gone). */
   closeAll(): void {
     for (const f of [...this.files.values()]) this.releaseFile(f);
+    for (const fd of this.deferredClose.splice(0)) closeFd(fd);
   }
 }

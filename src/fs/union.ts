@@ -12,7 +12,7 @@ import {
   AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW, chmod, closeFd, copyFileRange,
   fchownat, fstatat, ftruncate, getxattr, lastErrno, linkat, listxattr, lseek, mkdirat, mknodat, O_CLOEXEC, O_CREAT,
   O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_PATH, O_RDONLY, O_RDWR, O_TMPFILE, openat, pread, pwrite, readlinkat, removexattr,
-  RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, renameat2, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID,
+  RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, renameat2, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISUID,
   SEEK_DATA, SEEK_HOLE, setxattr, STAT_SIZE, StatOffset, symlinkat, unlinkat, utimensat,
 } from '../native/fs-calls.js';
 import { type FsConfig, resolveConfig, type ResolvedMount } from './config.js';
@@ -830,6 +830,18 @@ export class UnionFs {
       t[3] = attr.mtime ? BigInt(attr.mtime.nsec) : OMIT;
       sys(utimensat(node.fd, '', new Uint8Array(t.buffer), AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW));
     }
+  }
+
+  /** Clears set-user-ID (and set-group-ID when group-executable) bits and file capabilities after a
+   *  write, truncate or chown by the client (FUSE_HANDLE_KILLPRIV_V2); the server writes as root,
+   *  so the host kernel would not do it. */
+  killPrivileges(node: FsNode): void {
+    if (node.type !== S_IFREG || !node.isUpper) return;
+    const mode = this.st.ofFd(node.fd).mode;
+    let kill = mode & S_ISUID;
+    if ((mode & S_ISGID) !== 0 && (mode & 0o010) !== 0) kill |= S_ISGID;
+    if (kill !== 0) sys(chmod(procPath(node.fd), mode & 0o7777 & ~kill));
+    removexattr(procPath(node.fd), 'security.capability');
   }
 
   /** Opens the node's object for I/O. Only regular files and directories are ever reopened, so a

@@ -25,7 +25,7 @@ export const chmod = libc.func('int chmod(const char *path, uint32_t mode)') as 
 export const utimensat = libc.func('int utimensat(int dirfd, const char *path, const void *times, int flags)') as (dirfd: number, path: CName, times: Uint8Array, flags: number) => number;
 export const ftruncate = libc.func('int ftruncate(int fd, int64_t length)') as (fd: number, length: number) => number;
 export const truncate = libc.func('int truncate(const char *path, int64_t length)') as (path: CName, length: number) => number;
-export const fallocate = libc.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)') as (fd: number, mode: number, offset: number, len: number) => number;
+export const fallocate = libc.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)') as (fd: number, mode: number, offset: number | bigint, len: number | bigint) => number;
 export const lseek = libc.func('int64_t lseek(int fd, int64_t offset, int whence)') as (fd: number, offset: number, whence: number) => number;
 export const fsync = libc.func('int fsync(int fd)') as (fd: number) => number;
 export const fdatasync = libc.func('int fdatasync(int fd)') as (fd: number) => number;
@@ -95,6 +95,7 @@ export const S_IFDIR = 0o040000;
 export const S_IFCHR = 0o020000;
 export const S_IFIFO = 0o010000;
 export const S_ISGID = 0o2000;
+export const S_ISUID = 0o4000;
 
 /** struct stat on x86-64 (144 bytes); offsets from <asm/stat.h>. */
 export const STAT_SIZE = 144;
@@ -111,3 +112,11 @@ export const StatfsOffset = {
 
 /** FUSE_DEV_IOC_CLONE = _IOR(229, 0, uint32_t). */
 export const FUSE_DEV_IOC_CLONE = 0x8004e500;
+
+/** struct iovec for preadv2 (RWF_NOWAIT reads that never block on a cache miss). */
+const IoVec = koffi.struct('novm_iovec', { base: 'void *', len: 'size_t' });
+export const preadv2 = libc.func('intptr_t preadv2(int fd, const novm_iovec *iov, int iovcnt, int64_t offset, int flags)') as (fd: number, iov: Array<{ base: Uint8Array; len: number }>, iovcnt: number, offset: number, flags: number) => number;
+void IoVec;
+export const RWF_NOWAIT = 8;
+export const writeFd = libc.func('intptr_t write(int fd, const void *buf, size_t count)') as (fd: number, buf: Uint8Array, count: number) => number;
+export const readFd = libc.func('intptr_t read(int fd, void *buf, size_t count)') as (fd: number, buf: Uint8Array, count: number) => number;

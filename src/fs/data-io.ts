@@ -1,0 +1,98 @@
+// Where the FUSE handler's blocking data operations run. The handler completes reads that hit the
+// host page cache (preadv2 RWF_NOWAIT) and small writes inline; everything that may block for long
+// (a cache-missing read, a large write, fsync) goes to a DataIo so that other requests keep flowing.
+//
+// LibuvDataIo (the default) uses node:fs callbacks in libuv's thread pool and replies through the
+// handler's `done` callback. The /dev/fuse transport supplies its own DataIo that hands the work to
+// I/O worker threads which write the reply themselves (see dev-fuse-loop.ts).
+import { fdatasync, fsync, read, write } from 'node:fs';
+import { errnoOf } from './errors.js';
+import { MAX_WRITE, OUT_HEADER_SIZE } from './fuse-abi.js';
+
+/** The request's unique id as two u32 halves (no bigint on the data path). */
+export interface Unique {
+  readonly low: number;
+  readonly high: number;
+}
+
+export type DataReply = (reply: Uint8Array) => void;
+
+export interface DataIo {
+  /** READ of `size` bytes at `offset`; reply = out header + data. */
+  read(fd: number, offset: number, size: number, unique: Unique, done: DataReply): void;
+  /** WRITE of `data` (a view into the request, valid until the reply) at `offset`; reply = header + fuse_write_out. */
+  write(fd: number, data: Uint8Array, offset: number, unique: Unique, done: DataReply): void;
+  /** FSYNC / FSYNCDIR; reply = header only. */
+  fsync(fd: number, datasync: boolean, unique: Unique, done: DataReply): void;
+  /** True while an operation on `fd` is in flight (a RELEASE must not close it yet). */
+  busy(fd: number): boolean;
+}
+
+function header(out: DataView, length: number, error: number, unique: Unique): void {
+  out.setUint32(0, length, true);
+  out.setInt32(4, error, true);
+  out.setUint32(8, unique.low, true);
+  out.setUint32(12, unique.high, true);
+}
+
+export class LibuvDataIo implements DataIo {
+  private readonly pool: Buffer[] = [];
+  private readonly inFlight = new Map<number, number>();
+
+  private take(size: number): Buffer {
+    const b = this.pool.pop();
+    return b && b.length >= size ? b : Buffer.allocUnsafe(Math.max(size, OUT_HEADER_SIZE + MAX_WRITE));
+  }
+  private begin(fd: number): void {
+    this.inFlight.set(fd, (this.inFlight.get(fd) ?? 0) + 1);
+  }
+  private end(fd: number): void {
+    const n = (this.inFlight.get(fd) ?? 1) - 1;
+    if (n <= 0) this.inFlight.delete(fd);
+    else this.inFlight.set(fd, n);
+  }
+  busy(fd: number): boolean {
+    return this.inFlight.has(fd);
+  }
+
+  read(fd: number, offset: number, size: number, unique: Unique, done: DataReply): void {
+    const reply = this.take(OUT_HEADER_SIZE + size);
+    const out = new DataView(reply.buffer, reply.byteOffset, OUT_HEADER_SIZE);
+    this.begin(fd);
+    read(fd, reply, OUT_HEADER_SIZE, size, offset, (error, n) => {
+      this.end(fd);
+      if (error) header(out, OUT_HEADER_SIZE, -errnoOf(error), unique);
+      else header(out, OUT_HEADER_SIZE + n, 0, unique);
+      done(reply.subarray(0, error ? OUT_HEADER_SIZE : OUT_HEADER_SIZE + n));
+      this.pool.push(reply);
+    });
+  }
+
+  write(fd: number, data: Uint8Array, offset: number, unique: Unique, done: DataReply): void {
+    this.begin(fd);
+    write(fd, data, 0, data.length, offset, (error, n) => {
+      this.end(fd);
+      const reply = new Uint8Array(OUT_HEADER_SIZE + 8);
+      const out = new DataView(reply.buffer);
+      if (error) {
+        header(out, OUT_HEADER_SIZE, -errnoOf(error), unique);
+        return done(reply.subarray(0, OUT_HEADER_SIZE));
+      }
+      header(out, OUT_HEADER_SIZE + 8, 0, unique);
+      out.setUint32(OUT_HEADER_SIZE, n, true);
+      done(reply);
+    });
+  }
+
+  fsync(fd: number, datasync: boolean, unique: Unique, done: DataReply): void {
+    this.begin(fd);
+    const cb = (error: NodeJS.ErrnoException | null) => {
+      this.end(fd);
+      const reply = new Uint8Array(OUT_HEADER_SIZE);
+      header(new DataView(reply.buffer), OUT_HEADER_SIZE, error ? -errnoOf(error) : 0, unique);
+      done(reply);
+    };
+    if (datasync) fdatasync(fd, cb);
+    else fsync(fd, cb);
+  }
+}

@@ -1,0 +1,91 @@
+// The /dev/fuse serving loop, run in a worker thread: a blocking read() of the next request (the
+// kernel wakes this thread directly, as it would a C server), the handler, a write() of the reply.
+// Metadata and page-cache hits complete inline; blocking data work (cache-missing reads, large
+// writes, fsync) is queued to the I/O workers (io-worker.ts), which reply on their own, so a slow
+// request never holds up the loop. The loop ends when the kernel reports ENODEV (unmounted).
+import { parentPort, workerData } from 'node:worker_threads';
+import { lastErrno, readFd, writeFd } from '../native/fs-calls.js';
+import type { FsConfig } from './config.js';
+import type { DataIo, DataReply, Unique } from './data-io.js';
+import { Errno } from './errors.js';
+import { FuseHandler } from './fuse-handler.js';
+import { JOB_FDATASYNC, JOB_FSYNC, JOB_READ, JOB_WRITE, SharedQueue, type SharedQueueMemory, STAT_ERRORS, STAT_FDS, STAT_FILES, STAT_NODES, STAT_REQUESTS, STAT_UNEXPECTED } from './shared-queue.js';
+import { UnionFs } from './union.js';
+
+export interface LoopWorkerData {
+  readonly devFd: number;
+  readonly config: FsConfig;
+  readonly cacheTimeoutSeconds: number;
+  readonly queue: SharedQueueMemory;
+}
+
+/** Hands blocking data work to the I/O workers; the request buffer goes with the job. */
+class QueuedDataIo implements DataIo {
+  current = 0;
+  constructor(private readonly queue: SharedQueue) {}
+  busy(fd: number): boolean {
+    return this.queue.busy(fd);
+  }
+  read(fd: number, offset: number, size: number, unique: Unique, _done: DataReply): void {
+    this.queue.push(JOB_READ, fd, offset, size, this.current, 0, unique.low, unique.high);
+  }
+  write(fd: number, data: Uint8Array, offset: number, unique: Unique, _done: DataReply): void {
+    this.queue.push(JOB_WRITE, fd, offset, data.length, this.current, data.byteOffset, unique.low, unique.high);
+  }
+  fsync(fd: number, datasync: boolean, unique: Unique, _done: DataReply): void {
+    this.queue.push(datasync ? JOB_FDATASYNC : JOB_FSYNC, fd, 0, 0, this.current, 0, unique.low, unique.high);
+  }
+}
+
+function serve(data: LoopWorkerData): void {
+  const queue = new SharedQueue(data.queue);
+  const union = new UnionFs(data.config);
+  const io = new QueuedDataIo(queue);
+  const log = (line: string) => process.stderr.write(`novm fs: ${line}\n`);
+  const handler = new FuseHandler(union, { cacheTimeoutSeconds: data.cacheTimeoutSeconds, dataIo: io, log });
+  const fd = data.devFd;
+  const views: Uint8Array[] = [];
+  for (let i = 0; i < queue.count; i++) views.push(queue.buffer(i));
+  const reply = (r: Uint8Array | null) => {
+    if (r && writeFd(fd, r, r.length) < 0) {
+      const errno = lastErrno();
+      // ENOENT: the request was interrupted and nobody waits for the reply any more.
+      if (errno !== Errno.ENOENT && errno !== Errno.ENODEV) log(`write /dev/fuse: errno ${errno}`);
+    }
+  };
+  const stats = queue.stats;
+  for (;;) {
+    const b = queue.acquire();
+    const buffer = views[b]!;
+    const n = readFd(fd, buffer, buffer.length);
+    if (n < 0) {
+      const errno = lastErrno();
+      queue.releaseFromLoop(b);
+      if (errno === Errno.ENOENT || errno === 4 || errno === Errno.EAGAIN) continue;
+      if (errno !== Errno.ENODEV) log(`read /dev/fuse: errno ${errno}`);
+      break;
+    }
+    const request = buffer.subarray(0, n);
+    io.current = b;
+    if (FuseHandler.isForget(request)) handler.forget(request);
+    else handler.handle(request, reply);
+    queue.releaseFromLoop(b);
+    const u = union.stats();
+    const m = handler.metrics;
+    stats[STAT_NODES] = u.nodes;
+    stats[STAT_FDS] = u.openFds;
+    stats[STAT_FILES] = m.openFiles;
+    stats[STAT_REQUESTS] = m.requests;
+    stats[STAT_ERRORS] = m.errors;
+    stats[STAT_UNEXPECTED] = m.unexpected;
+  }
+  queue.stop();
+  while (!queue.allFree()) Atomics.wait(queue.control, 3, Atomics.load(queue.control, 3), 100);
+  handler.closeAll();
+  union.close();
+}
+
+if (parentPort) {
+  serve(workerData as LoopWorkerData);
+  parentPort.postMessage('done');
+}

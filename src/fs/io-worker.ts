@@ -1,0 +1,81 @@
+// An I/O worker thread: takes data jobs queued by the /dev/fuse loop, does the blocking system call
+// (pread, pwrite, fsync) and writes the reply to /dev/fuse itself.
+import { parentPort, workerData } from 'node:worker_threads';
+import { fdatasync, fsync, lastErrno, pread, pwrite, writeFd } from '../native/fs-calls.js';
+import { Errno } from './errors.js';
+import { MAX_WRITE, OUT_HEADER_SIZE } from './fuse-abi.js';
+import { JOB_FDATASYNC, JOB_FSYNC, JOB_READ, JOB_WRITE, SharedQueue, type SharedQueueMemory } from './shared-queue.js';
+
+export interface IoWorkerData {
+  readonly devFd: number;
+  readonly queue: SharedQueueMemory;
+}
+
+function run(data: IoWorkerData): void {
+  const queue = new SharedQueue(data.queue);
+  const reply = new Uint8Array(OUT_HEADER_SIZE + MAX_WRITE);
+  const out = new DataView(reply.buffer);
+  const replyData = reply.subarray(OUT_HEADER_SIZE);
+  const jobs = queue.jobs;
+  for (;;) {
+    const o = queue.take();
+    if (o < 0) return;
+    const op = jobs[o]!;
+    const fd = jobs[o + 1]!;
+    const offset = (jobs[o + 2]! >>> 0) + jobs[o + 3]! * 0x1_0000_0000;
+    const size = jobs[o + 4]!;
+    const buffer = jobs[o + 5]!;
+    const dataOffset = jobs[o + 6]!;
+    out.setUint32(8, jobs[o + 7]! >>> 0, true);
+    out.setUint32(12, jobs[o + 8]! >>> 0, true);
+    let error = 0;
+    let length = OUT_HEADER_SIZE;
+    if (op === JOB_READ) {
+      let done = 0;
+      while (done < size) {
+        const n = pread(fd, replyData.subarray(done, size), size - done, offset + done);
+        if (n < 0) {
+          if (lastErrno() === 4) continue;
+          error = lastErrno();
+          break;
+        }
+        if (n === 0) break;
+        done += n;
+      }
+      length += done;
+    } else if (op === JOB_WRITE) {
+      const bytes = queue.bytes.subarray(dataOffset, dataOffset + size);
+      let done = 0;
+      while (done < size) {
+        const n = pwrite(fd, bytes.subarray(done), size - done, offset + done);
+        if (n < 0) {
+          if (lastErrno() === 4) continue;
+          error = lastErrno();
+          break;
+        }
+        done += n;
+      }
+      if (error === 0 || done > 0) {
+        error = 0;
+        out.setUint32(OUT_HEADER_SIZE, done, true);
+        out.setUint32(OUT_HEADER_SIZE + 4, 0, true);
+        length += 8;
+      }
+    } else if (op === JOB_FSYNC || op === JOB_FDATASYNC) {
+      if ((op === JOB_FSYNC ? fsync(fd) : fdatasync(fd)) < 0) error = lastErrno();
+    } else {
+      error = Errno.EINVAL;
+    }
+    if (error !== 0) length = OUT_HEADER_SIZE;
+    out.setUint32(0, length, true);
+    out.setInt32(4, -error, true);
+    // The reply goes out before the buffer is released: a RELEASE cannot overtake it.
+    writeFd(data.devFd, reply, length);
+    queue.releaseFromJob(buffer);
+  }
+}
+
+if (parentPort) {
+  run(workerData as IoWorkerData);
+  parentPort.postMessage('done');
+}

@@ -1,0 +1,151 @@
+// Shared state between the /dev/fuse loop thread and the I/O worker threads: request buffers, their
+// ownership, and a ring of data jobs. Every job holds the request buffer it came in, so the ring
+// never holds more jobs than there are buffers and a slot is never overwritten before it is taken.
+export const CONTROL_STOP = 0;
+export const CONTROL_HEAD = 1;
+export const CONTROL_TAIL = 2;
+export const CONTROL_FREE_SEQ = 3;
+const CONTROL_WORDS = 4;
+
+export const BUFFER_FREE = 0;
+export const BUFFER_LOOP = 1;
+export const BUFFER_JOB = 2;
+
+export const JOB_READ = 1;
+export const JOB_WRITE = 2;
+export const JOB_FSYNC = 3;
+export const JOB_FDATASYNC = 4;
+/** Job words: op, fd, offset low, offset high, size, buffer, data offset, unique low, unique high. */
+export const JOB_WORDS = 9;
+
+export const STAT_NODES = 0;
+export const STAT_FDS = 1;
+export const STAT_FILES = 2;
+export const STAT_REQUESTS = 3;
+export const STAT_ERRORS = 4;
+export const STAT_UNEXPECTED = 5;
+const STAT_WORDS = 8;
+
+export interface SharedQueueMemory {
+  readonly buffers: SharedArrayBuffer;
+  readonly control: SharedArrayBuffer;
+  readonly states: SharedArrayBuffer;
+  readonly jobFds: SharedArrayBuffer;
+  readonly jobs: SharedArrayBuffer;
+  readonly stats: SharedArrayBuffer;
+  readonly count: number;
+  readonly bufferSize: number;
+}
+
+export function allocateSharedQueue(count: number, bufferSize: number): SharedQueueMemory {
+  return {
+    buffers: new SharedArrayBuffer(count * bufferSize),
+    control: new SharedArrayBuffer(CONTROL_WORDS * 4),
+    states: new SharedArrayBuffer(count * 4),
+    jobFds: new SharedArrayBuffer(count * 4),
+    jobs: new SharedArrayBuffer(count * JOB_WORDS * 4),
+    stats: new SharedArrayBuffer(STAT_WORDS * 8),
+    count,
+    bufferSize,
+  };
+}
+
+export class SharedQueue {
+  readonly control: Int32Array;
+  readonly states: Int32Array;
+  readonly jobFds: Int32Array;
+  readonly jobs: Int32Array;
+  readonly stats: Float64Array;
+  readonly bytes: Uint8Array;
+  readonly count: number;
+  readonly bufferSize: number;
+
+  constructor(readonly memory: SharedQueueMemory) {
+    this.control = new Int32Array(memory.control);
+    this.states = new Int32Array(memory.states);
+    this.jobFds = new Int32Array(memory.jobFds);
+    this.jobs = new Int32Array(memory.jobs);
+    this.stats = new Float64Array(memory.stats);
+    this.bytes = new Uint8Array(memory.buffers);
+    this.count = memory.count;
+    this.bufferSize = memory.bufferSize;
+  }
+
+  buffer(index: number): Uint8Array {
+    return this.bytes.subarray(index * this.bufferSize, (index + 1) * this.bufferSize);
+  }
+
+  /** Loop side: a free buffer, waiting for an I/O worker to release one if all are busy. */
+  acquire(): number {
+    for (;;) {
+      const seq = Atomics.load(this.control, CONTROL_FREE_SEQ);
+      for (let i = 0; i < this.count; i++) {
+        if (Atomics.compareExchange(this.states, i, BUFFER_FREE, BUFFER_LOOP) === BUFFER_FREE) return i;
+      }
+      Atomics.wait(this.control, CONTROL_FREE_SEQ, seq, 1000);
+    }
+  }
+
+  /** Loop side: gives the buffer back unless a job took it. */
+  releaseFromLoop(index: number): void {
+    Atomics.compareExchange(this.states, index, BUFFER_LOOP, BUFFER_FREE);
+  }
+
+  /** Worker side: the job is done with its buffer. */
+  releaseFromJob(index: number): void {
+    Atomics.store(this.jobFds, index, -1);
+    Atomics.store(this.states, index, BUFFER_FREE);
+    Atomics.add(this.control, CONTROL_FREE_SEQ, 1);
+    Atomics.notify(this.control, CONTROL_FREE_SEQ);
+  }
+
+  allFree(): boolean {
+    for (let i = 0; i < this.count; i++) if (Atomics.load(this.states, i) !== BUFFER_FREE) return false;
+    return true;
+  }
+
+  /** True while a job on `fd` is in flight. */
+  busy(fd: number): boolean {
+    for (let i = 0; i < this.count; i++) if (Atomics.load(this.jobFds, i) === fd) return true;
+    return false;
+  }
+
+  /** Loop side: queues a job that takes over buffer `index`. */
+  push(op: number, fd: number, offset: number, size: number, index: number, dataOffset: number, uniqueLow: number, uniqueHigh: number): void {
+    Atomics.store(this.jobFds, index, fd);
+    Atomics.store(this.states, index, BUFFER_JOB);
+    const head = Atomics.load(this.control, CONTROL_HEAD);
+    const o = (head % this.count) * JOB_WORDS;
+    const j = this.jobs;
+    j[o] = op;
+    j[o + 1] = fd;
+    j[o + 2] = offset >>> 0;
+    j[o + 3] = Math.floor(offset / 0x1_0000_0000);
+    j[o + 4] = size;
+    j[o + 5] = index;
+    j[o + 6] = dataOffset;
+    j[o + 7] = uniqueLow | 0;
+    j[o + 8] = uniqueHigh | 0;
+    Atomics.store(this.control, CONTROL_HEAD, head + 1);
+    Atomics.notify(this.control, CONTROL_HEAD, 1);
+  }
+
+  /** Worker side: claims the next job (its slot offset in `jobs`), or -1 once stopped and drained. */
+  take(): number {
+    for (;;) {
+      const tail = Atomics.load(this.control, CONTROL_TAIL);
+      const head = Atomics.load(this.control, CONTROL_HEAD);
+      if (tail === head) {
+        if (Atomics.load(this.control, CONTROL_STOP) !== 0) return -1;
+        Atomics.wait(this.control, CONTROL_HEAD, head, 1000);
+        continue;
+      }
+      if (Atomics.compareExchange(this.control, CONTROL_TAIL, tail, tail + 1) === tail) return (tail % this.count) * JOB_WORDS;
+    }
+  }
+
+  stop(): void {
+    Atomics.store(this.control, CONTROL_STOP, 1);
+    Atomics.notify(this.control, CONTROL_HEAD);
+  }
+}
