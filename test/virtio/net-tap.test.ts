@@ -11,7 +11,8 @@ import {
   NET_HEADER_SIZE, NetDevice, VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_TSO4,
   VIRTIO_NET_F_GUEST_TSO6, VIRTIO_NET_F_MRG_RXBUF,
 } from '../../src/virtio/devices/net/net-device.js';
-import { TapDevice } from '../../src/virtio/devices/net/tap-device.js';
+import { FdPoller } from '../../src/vhost-user/fd-poller.js';
+import { TapDevice, type FdReadiness } from '../../src/virtio/devices/net/tap-device.js';
 import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 } from '../../src/virtio/devices/net/tap-port.js';
 import { FakeVirtqueue } from './net-fake-virtqueue.js';
 
@@ -85,13 +86,32 @@ test('real tap in a network namespace: ARP and ICMP echo answered by the kernel'
     t.skip(reason);
     return;
   }
-  const ns = `novm-net-${process.pid}`;
-  const ifname = `nvt${process.pid % 1_000_000}`;
+  await scenario('a', undefined);
+});
+
+test('the same through a shared poll thread (FdPoller) instead of the libuv pool', { timeout: 60_000 }, async (t) => {
+  const reason = skipReason();
+  if (reason !== undefined) {
+    t.skip(reason);
+    return;
+  }
+  const poller = new FdPoller();
+  await poller.ready;
+  try {
+    await scenario('b', poller);
+  } finally {
+    await poller.stop();
+  }
+});
+
+async function scenario(suffix: string, readiness: FdReadiness | undefined): Promise<void> {
+  const ns = `novm-net-${process.pid}${suffix}`;
+  const ifname = `nvt${process.pid % 1_000_000}${suffix}`;
   ip('netns', 'add', ns);
   let tap: TapDevice | undefined;
   try {
     execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-q', '-w', 'net.ipv6.conf.default.disable_ipv6=1', 'net.ipv6.conf.all.disable_ipv6=1'], { stdio: 'ignore' });
-    tap = TapDevice.open({ name: ifname });
+    tap = TapDevice.open(readiness === undefined ? { name: ifname } : { name: ifname, readiness });
     assert.equal(tap.name, ifname);
     assert.equal(tap.supportedOffloads & (TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6), TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6, 'the tap accepts checksum and TSO offloads');
     // The open fd keeps working after the interface moves into the namespace.
@@ -153,4 +173,4 @@ test('real tap in a network namespace: ARP and ICMP echo answered by the kernel'
       // already gone
     }
   }
-});
+}

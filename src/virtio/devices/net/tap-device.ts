@@ -28,10 +28,22 @@ const pollFn = libc.func('int poll(void *fds, unsigned long nfds, int timeout)')
 type PollCallback = (error: unknown, result: number) => void;
 const pollAsync = pollFn.async as (fds: Uint8Array, nfds: number, timeout: number, callback: PollCallback) => void;
 
+/**
+ * A shared readiness watcher (e.g. vhost-user's FdPoller: one thread polling many fds). Without
+ * one, each tap keeps one poll() on libuv's thread pool (4 threads by default) while armed.
+ */
+export interface FdReadiness {
+  /** Calls `callback` once when `fd` is readable; armed on watch. */
+  watch(fd: number, kind: 'once', callback: () => void): void;
+  rearm(fd: number): void;
+  unwatch(fd: number): void;
+}
+
 export interface TapOpenOptions {
   /** Interface name: an existing tap to attach to, or the name of a new one ("" lets the kernel pick tapN). */
   readonly name?: string;
   readonly multiQueue?: boolean;
+  readonly readiness?: FdReadiness;
 }
 
 export class TapDevice implements TapPort {
@@ -42,8 +54,9 @@ export class TapDevice implements TapPort {
   private handler: (() => void) | undefined;
   private polling = false;
   private closed = false;
+  private watching = false;
 
-  private constructor(readonly fd: number, readonly name: string, private readonly wakeFd: number) {
+  private constructor(readonly fd: number, readonly name: string, private readonly wakeFd: number, private readonly readiness: FdReadiness | undefined) {
     this.supportedOffloads = probeOffloads(fd);
     this.setOffloads(0);
     const view = new DataView(this.pollFds.buffer);
@@ -71,7 +84,7 @@ export class TapDevice implements TapPort {
       const headerSize = new Int32Array([NET_HEADER_SIZE]);
       check('ioctl(TUNSETVNETHDRSZ)', ioctlPtr(fd, TUNSETVNETHDRSZ, headerSize));
       const wakeFd = check('eventfd', eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-      return new TapDevice(fd, actualName, wakeFd);
+      return new TapDevice(fd, actualName, wakeFd, options.readiness);
     } catch (error: unknown) {
       close(fd);
       throw error;
@@ -100,6 +113,15 @@ export class TapDevice implements TapPort {
   armReadable(handler: () => void): void {
     if (this.closed) return;
     this.handler = handler;
+    if (this.readiness !== undefined) {
+      if (this.watching) {
+        this.readiness.rearm(this.fd);
+      } else {
+        this.watching = true;
+        this.readiness.watch(this.fd, 'once', () => this.fire());
+      }
+      return;
+    }
     if (this.polling) return;
     this.polling = true;
     pollAsync(this.pollFds, 2, -1, (error) => {
@@ -113,16 +135,22 @@ export class TapDevice implements TapPort {
         process.stderr.write(`virtio-net: poll on ${this.name} failed: ${String(error)}\n`);
         return;
       }
-      const h = this.handler;
-      this.handler = undefined;
-      h?.();
+      this.fire();
     });
+  }
+
+  private fire(): void {
+    if (this.closed) return;
+    const h = this.handler;
+    this.handler = undefined;
+    h?.();
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.handler = undefined;
+    if (this.watching) this.readiness?.unwatch(this.fd);
     if (this.polling) write(this.wakeFd, this.wakeValue, 8); // the poll callback releases the fds
     else this.release();
   }
