@@ -30,7 +30,17 @@ export interface PciSegmentOptions {
   readonly mmioStart?: number;
   readonly mmioSize?: number;
   readonly log?: GuestLog;
+  /**
+   * A byte write to 0xCF9 (the Reset Control Register chipsets put beside CONFIG_ADDRESS) with
+   * the "reset CPU" bit 2 set: the guest asks for a reboot (Linux reboot=pci, or an ACPI FADT
+   * RESET_REG pointing there).
+   */
+  readonly onResetRequest?: () => void;
 }
+
+/** 0xCF9 relative to PCI_CONFIG_IO_PORT, and its reset-CPU bit. */
+const RESET_CONTROL_OFFSET = 1;
+const RESET_CONTROL_RESET_CPU = 0x04;
 
 export interface AddDeviceOptions {
   /** Slot number 1..31; the first free one by default. */
@@ -56,11 +66,14 @@ export class PciSegment {
   private readonly log: GuestLog;
   private nextFree: number;
   private configAddress = 0;
+  private resetControl = 0;
+  private readonly onResetRequest: (() => void) | undefined;
 
   constructor(options: PciSegmentOptions = {}) {
     this.mmioStart = options.mmioStart ?? PCI_MMIO_START;
     this.mmioSize = options.mmioSize ?? PCI_MMIO_SIZE;
     this.log = options.log ?? silentLog;
+    this.onResetRequest = options.onResetRequest;
     this.nextFree = this.mmioStart;
     for (let i = 0; i < PCI_SLOT_COUNT; i++) this.mapped.push(new Array<BarMapping | undefined>(BAR_COUNT).fill(undefined));
     this.slots[0] = this.hostBridge;
@@ -156,6 +169,10 @@ export class PciSegment {
   }
 
   private configIoRead(offset: number, data: Uint8Array): void {
+    if (offset === RESET_CONTROL_OFFSET && data.length === 1) {
+      data[0] = this.resetControl;
+      return;
+    }
     if (offset === 0 && data.length === 4) {
       new DataView(data.buffer, data.byteOffset, 4).setUint32(0, this.configAddress, true);
       return;
@@ -169,6 +186,11 @@ export class PciSegment {
   }
 
   private configIoWrite(offset: number, data: Uint8Array): void {
+    if (offset === RESET_CONTROL_OFFSET && data.length === 1) {
+      this.resetControl = data[0]! & ~RESET_CONTROL_RESET_CPU;
+      if ((data[0]! & RESET_CONTROL_RESET_CPU) !== 0) this.onResetRequest?.();
+      return;
+    }
     if (offset === 0 && data.length === 4) {
       // Bits 1:0 are reserved and read as zero; bits 30:24 are reserved (PCI 3.0 3.2.2.3.2).
       this.configAddress = new DataView(data.buffer, data.byteOffset, 4).getUint32(0, true) & 0x80ff_fffc;

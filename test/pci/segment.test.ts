@@ -40,6 +40,17 @@ test('host bridge at 00:00.0 through ECAM and 0xCF8', () => {
   assert.equal(read(segment.configIo, 4, 4), 0xffff_ffff, 'enable bit clear: no access');
 });
 
+test('0xCF9 reset control: bit 2 asks for a reboot', () => {
+  let requests = 0;
+  const segment = new PciSegment({ onResetRequest: () => requests++ });
+  write(segment.configIo, 1, 1, 0x02);
+  assert.equal(requests, 0);
+  assert.equal(read(segment.configIo, 1, 1), 0x02);
+  write(segment.configIo, 1, 1, 0x06);
+  assert.equal(requests, 1);
+  assert.equal(read(segment.configIo, 1, 1), 0x02, 'the reset bit is self-clearing');
+});
+
 test('BAR sizing, allocation, decode enable and guest reprogramming', () => {
   const segment = new PciSegment();
   const events: string[] = [];
