@@ -2,14 +2,16 @@
 // console on the terminal. The exit status says how the guest ended:
 //   0 power-off (or quit with Ctrl-A x), 3 reboot, 4 triple fault, 5 error (vCPU state on
 //   stderr), the byte itself for novm's debug-exit port, 2 bad input.
+import { readdirSync } from 'node:fs';
 import type { Command } from 'commander';
+import { InputError } from '../../common/errors.js';
 import { createBootVm } from '../../machine/boot-vm.js';
 import { processStatus } from '../../machine/machine-exit.js';
 import { TerminalConsole } from '../../platform/serial/terminal-console.js';
 import { parseCount, parseSize } from '../parse-size.js';
 
 interface BootFlags {
-  kernel: string;
+  kernel?: string;
   initrd?: string;
   cmdline?: string;
   module: string[];
@@ -20,10 +22,23 @@ interface BootFlags {
   verbose?: boolean;
 }
 
+/** The host's installed distribution kernel: the embedded default that needs no input. */
+function defaultKernel(): string {
+  let names: string[] = [];
+  try {
+    names = readdirSync('/boot').filter((n) => n.startsWith('vmlinuz-'));
+  } catch {
+    // no /boot
+  }
+  const newest = names.sort((a, b) => b.localeCompare(a, undefined, { numeric: true }))[0];
+  if (newest === undefined) throw new InputError('--kernel: no kernel given and none installed in /boot (install linux-image-amd64)');
+  return `/boot/${newest}`;
+}
+
 export function register(program: Command): void {
   program.command('boot')
     .description('boot a kernel with the serial console on this terminal (Ctrl-A x quits)')
-    .requiredOption('--kernel <file>', 'Linux vmlinux or bzImage, or a multiboot kernel')
+    .option('--kernel <file>', 'Linux vmlinux or bzImage, or a multiboot kernel (default: the newest /boot/vmlinuz-*)')
     .option('--initrd <file>', 'initial ramdisk (Linux) or first module (multiboot)')
     .option('--cmdline <string>', 'kernel command line')
     .option('--module <file>', 'multiboot module, "FILE" or "FILE ARGS" (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
@@ -35,12 +50,12 @@ export function register(program: Command): void {
     .action(async (flags: BootFlags) => {
       const cpus = parseCount('--cpus', flags.cpus);
       const memoryBytes = parseSize('--memory', flags.memory);
-      if (!['auto', 'default', 'pvm'].includes(flags.profile)) throw new (await import('../../common/errors.js')).InputError(`--profile ${flags.profile}: must be auto, default or pvm`);
+      if (!['auto', 'default', 'pvm'].includes(flags.profile)) throw new InputError(`--profile ${flags.profile}: must be auto, default or pvm`);
       const timeout = flags.timeout === undefined ? undefined : parseCount('--timeout', flags.timeout);
       let stopMachine = (): void => {};
       const terminal = new TerminalConsole({ onQuit: () => stopMachine() });
       const vm = await createBootVm({
-        kernelPath: flags.kernel,
+        kernelPath: flags.kernel ?? defaultKernel(),
         ...(flags.initrd !== undefined ? { initrdPath: flags.initrd } : {}),
         ...(flags.cmdline !== undefined ? { cmdline: flags.cmdline } : {}),
         modules: flags.module.map((m) => {
