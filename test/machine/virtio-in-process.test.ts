@@ -1,0 +1,202 @@
+// virtio devices inside novm's own VMM, driven by a freestanding test guest on real KVM
+// (test/guests/virtio): virtio-rng and virtio-blk over virtio-pci (ECAM discovery, capability
+// walk, MSI-X, a moved BAR) and over virtio-mmio (IOAPIC pins), kicks through ioeventfds.
+// Everything the guest reports is compared with what the host saw: the image file's bytes,
+// the device's counters, the interrupts sent and the kicks that arrived through eventfds.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it, type TestContext } from 'node:test';
+import { loadKernel } from '../../src/boot/load-kernel.js';
+import type { MachineExit } from '../../src/machine/machine-exit.js';
+import { Machine } from '../../src/machine/machine.js';
+import { attachPcPlatform, pcPlatformLayout } from '../../src/machine/pc-platform.js';
+import { VIRTIO_MMIO_FIRST_GSI, VirtioWiring, type AttachedVirtioMmio, type AttachedVirtioPci } from '../../src/machine/virtio-attach.js';
+import { MiB } from '../../src/memory/address.js';
+import { ramLayout } from '../../src/memory/layout.js';
+import type { VirtioDeviceModel } from '../../src/virtio/device.js';
+import { BlkDevice } from '../../src/virtio/devices/blk/blk-device.js';
+import { FileBlockBackend } from '../../src/virtio/devices/blk/block-backend.js';
+import { RngDevice } from '../../src/virtio/devices/rng/rng-device.js';
+import { buildGuest, fnv1a32 } from '../guests/build.js';
+import { patternByte, VIRTIO_GUEST } from '../guests/virtio/guest.js';
+
+const skip = existsSync('/dev/kvm') ? false : 'needs /dev/kvm';
+const work = mkdtempSync(join(tmpdir(), 'novm-virtio-kvm-'));
+after(() => rmSync(work, { recursive: true, force: true }));
+
+const MEMORY = 32 * MiB;
+const SECTOR = 512;
+const SECTORS = 64;
+const RUN_TIMEOUT_MS = 90_000;
+
+/** Delegates to a device model and counts the notifications that reach it, by any path. */
+function countingNotify(device: VirtioDeviceModel): { model: VirtioDeviceModel; notifies: number[] } {
+  const notifies = new Array<number>(device.queueMaxSizes.length).fill(0);
+  const model: VirtioDeviceModel = {
+    deviceType: device.deviceType,
+    queueMaxSizes: device.queueMaxSizes,
+    deviceFeatures: device.deviceFeatures,
+    configSize: device.configSize,
+    readConfig: (offset, data) => device.readConfig(offset, data),
+    writeConfig: (offset, data) => device.writeConfig(offset, data),
+    activate: (context) => device.activate(context),
+    notify: (q) => {
+      notifies[q] = (notifies[q] ?? 0) + 1;
+      device.notify(q);
+    },
+    reset: () => device.reset(),
+  };
+  return { model, notifies };
+}
+
+interface GuestReport {
+  kicks: number;
+  irqs: number;
+  bytes: number;
+}
+
+function parseInfo(serial: string, transport: string, device: string): GuestReport {
+  const match = new RegExp(`^INFO ${transport} ${device} kicks=(\\d+) irqs=(\\d+) bytes=(\\d+)$`, 'm').exec(serial);
+  assert.ok(match, `no INFO line for ${transport} ${device}:\n${serial}`);
+  return { kicks: Number(match[1]), irqs: Number(match[2]), bytes: Number(match[3]) };
+}
+
+interface Run {
+  exit: MachineExit;
+  serial: string;
+  image: Uint8Array;
+  original: Uint8Array;
+  rng: RngDevice;
+  blk: BlkDevice;
+  rngNotifies: number[];
+  blkNotifies: number[];
+  rngAttached: AttachedVirtioPci | AttachedVirtioMmio;
+  blkAttached: AttachedVirtioPci | AttachedVirtioMmio;
+  elapsedMs: number;
+  wsector: number;
+  seed: number;
+}
+
+async function runGuest(transport: 'pci' | 'mmio', options: { seed: number; wsector: number; wrongSum?: boolean }): Promise<Run> {
+  const imagePath = join(work, `${transport}-${options.seed}.img`);
+  const original = new Uint8Array(randomBytes(SECTORS * SECTOR));
+  writeFileSync(imagePath, original);
+  const sum0 = (fnv1a32(original.subarray(0, SECTOR)) ^ (options.wrongSum === true ? 1 : 0)) >>> 0;
+  const cmdline = [`transport=${transport}`, `mmio_gsi=${VIRTIO_MMIO_FIRST_GSI}`, `sectors=${SECTORS}`, `sum0=0x${sum0.toString(16)}`,
+    `wsector=${options.wsector}`, `seed=${options.seed}`, 'move_bar=1'].join(' ');
+  const layout = pcPlatformLayout(1);
+  const plan = await loadKernel({ kernelPath: buildGuest(VIRTIO_GUEST), cmdline, ram: ramLayout(MEMORY), reserved: layout.reserved });
+  const rng = new RngDevice();
+  const backend = new FileBlockBackend(imagePath, false);
+  const blk = new BlkDevice(backend);
+  const rngCounted = countingNotify(rng);
+  const blkCounted = countingNotify(blk);
+  let serial = '';
+  let rngAttached: AttachedVirtioPci | AttachedVirtioMmio | undefined;
+  let blkAttached: AttachedVirtioPci | AttachedVirtioMmio | undefined;
+  let wiring: VirtioWiring | undefined;
+  const machine = Machine.create({
+    cpus: 1,
+    memoryBytes: MEMORY,
+    boot: plan,
+    extraSegments: [{ address: layout.acpi.base, bytes: layout.acpi.blob }],
+    localDevices: layout.localDevices,
+    attachDevices: (ctx) => {
+      const platform = attachPcPlatform(ctx, layout, { serialOutput: (byte) => { serial += String.fromCharCode(byte); } });
+      wiring = new VirtioWiring(ctx);
+      if (transport === 'pci') {
+        rngAttached = wiring.attachPci(platform.pci, rngCounted.model);
+        blkAttached = wiring.attachPci(platform.pci, blkCounted.model);
+      } else {
+        rngAttached = wiring.attachMmio(0, rngCounted.model);
+        blkAttached = wiring.attachMmio(1, blkCounted.model);
+      }
+      return () => void wiring?.close();
+    },
+  });
+  const started = performance.now();
+  machine.start();
+  const timer = setTimeout(() => void machine.stop('test timeout'), RUN_TIMEOUT_MS);
+  const exit = await machine.exited;
+  clearTimeout(timer);
+  const elapsedMs = performance.now() - started;
+  await wiring?.close();
+  backend.close();
+  assert.ok(rngAttached && blkAttached);
+  return {
+    exit, serial, image: new Uint8Array(readFileSync(imagePath)), original, rng, blk,
+    rngNotifies: rngCounted.notifies, blkNotifies: blkCounted.notifies, rngAttached, blkAttached, elapsedMs,
+    wsector: options.wsector, seed: options.seed,
+  };
+}
+
+const EXPECTED_PASSES = ['rng-bring-up', 'rng-length', 'rng-nonzero', 'rng-differ', 'rng-interrupts', 'blk-bring-up', 'blk-capacity',
+  'blk-read-status', 'blk-read-sector0', 'blk-write-status', 'blk-readback-status', 'blk-readback', 'blk-interrupts', 'no-unexpected-interrupts'];
+
+function checkRun(t: TestContext, transport: 'pci' | 'mmio', run: Run): void {
+  t.diagnostic(`${transport}: guest run took ${run.elapsedMs.toFixed(0)} ms`);
+  assert.equal(run.exit.kind, 'debug-exit', `${run.exit.detail}\n${run.serial}`);
+  assert.ok(!run.serial.includes('FAIL'), run.serial);
+  assert.ok(run.serial.includes('DONE\n'), run.serial);
+  for (const what of [...EXPECTED_PASSES, `${transport}-devices-found`]) assert.ok(run.serial.includes(`PASS ${what}\n`), `PASS ${what} missing:\n${run.serial}`);
+  assert.equal(run.exit.status, 0);
+
+  // rng: two 16-byte requests, each kicked once, each answered with one interrupt.
+  const rng = parseInfo(run.serial, transport, 'rng');
+  assert.deepEqual(rng, { kicks: 2, irqs: 2, bytes: 32 });
+  assert.equal(run.rng.bytesServed, rng.bytes, 'bytes the device served = bytes the guest saw');
+  assert.equal(run.rngAttached.stats.interrupts, rng.irqs, 'interrupts the host sent = interrupts the guest took');
+  // Every kick reached the device, and every one of them through the ioeventfd (none as an exit).
+  assert.deepEqual(run.rngNotifies, [rng.kicks]);
+  assert.deepEqual(run.rngAttached.stats.ioeventfdKicks, [rng.kicks]);
+
+  // blk: read sector 0 (512 + status), write (status), read back (512 + status).
+  const blk = parseInfo(run.serial, transport, 'blk');
+  assert.deepEqual(blk, { kicks: 3, irqs: 3, bytes: 3 * 1 + 2 * SECTOR });
+  assert.equal(run.blk.stats.requests, 3);
+  assert.equal(run.blk.stats.errors, 0);
+  assert.equal(run.blkAttached.stats.interrupts, blk.irqs);
+  assert.deepEqual(run.blkNotifies, [blk.kicks]);
+  assert.deepEqual(run.blkAttached.stats.ioeventfdKicks, [blk.kicks]);
+
+  // The image: the written sector holds the guest's pattern, every other byte is untouched.
+  const expected = new Uint8Array(run.original);
+  for (let i = 0; i < SECTOR; i++) expected[run.wsector * SECTOR + i] = patternByte(run.seed, i);
+  assert.notDeepEqual(run.original.subarray(run.wsector * SECTOR, (run.wsector + 1) * SECTOR), expected.subarray(run.wsector * SECTOR, (run.wsector + 1) * SECTOR));
+  assert.deepEqual(run.image, expected);
+}
+
+describe('virtio devices in novm\'s VMM, driven by a test guest', { skip }, () => {
+  it('virtio-pci: rng and blk with MSI-X, kicks through ioeventfds that follow a moved BAR', { timeout: RUN_TIMEOUT_MS + 30_000 }, async (t) => {
+    const run = await runGuest('pci', { seed: 0x5a, wsector: 7 });
+    checkRun(t, 'pci', run);
+    const rng = run.rngAttached as AttachedVirtioPci;
+    const blk = run.blkAttached as AttachedVirtioPci;
+    // The guest moved the rng's BAR 0 to 0xC0800000 + (slot << 16): its notify address is there now.
+    assert.deepEqual(rng.transport.notifyAddresses(), [0xc080_0000 + rng.slot * 0x1_0000 + 0x3000]);
+    assert.ok(run.serial.includes('PASS pci-bar-moved\n'), run.serial);
+    assert.equal(rng.transport.msix.enabled, true);
+    assert.equal(blk.transport.msix.enabled, true);
+    assert.equal(rng.stats.msiErrors + blk.stats.msiErrors, 0);
+    assert.equal(rng.stats.intxChanges + blk.stats.intxChanges, 0, 'with MSI-X on, INTx never moved');
+  });
+
+  it('virtio-mmio: rng and blk on IOAPIC pins, kicks through datamatch ioeventfds', { timeout: RUN_TIMEOUT_MS + 30_000 }, async (t) => {
+    const run = await runGuest('mmio', { seed: 0xc3, wsector: 42 });
+    checkRun(t, 'mmio', run);
+    const rng = run.rngAttached as AttachedVirtioMmio;
+    const blk = run.blkAttached as AttachedVirtioMmio;
+    assert.deepEqual([rng.base, rng.gsi, blk.base, blk.gsi], [0xd000_0000, VIRTIO_MMIO_FIRST_GSI, 0xd000_1000, VIRTIO_MMIO_FIRST_GSI + 1]);
+  });
+
+  it('the guest\'s checks can fail: a wrong sector-0 checksum is reported and the exit status is 1', { timeout: RUN_TIMEOUT_MS + 30_000 }, async () => {
+    const run = await runGuest('mmio', { seed: 1, wsector: 3, wrongSum: true });
+    assert.equal(run.exit.kind, 'debug-exit', run.serial);
+    assert.ok(run.serial.includes('FAIL blk-read-sector0'), run.serial);
+    assert.ok(run.serial.includes('PASS blk-readback\n'), run.serial);
+    assert.equal(run.exit.status, 1);
+  });
+});
