@@ -5,7 +5,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import type { CpuStartState, SegmentState } from '../boot/boot-plan.js';
+import { planFlatBinary } from '../boot/flat-binary.js';
 import { Machine } from '../machine/machine.js';
 import { MiB } from '../memory/address.js';
 import { cpuFacts } from './host-facts.js';
@@ -20,23 +20,12 @@ export interface UserSpaceProbeResult {
   readonly probedAt: string;
 }
 
-const PROBE_OK = 0x55;
-const PROBE_WRONG_PRIVILEGE = 0x66;
+/** The guest stores 0x50 + the privilege level of its system-call entry here (not RAM). */
+const REPORT_ADDRESS = 0x3000_0000;
+const REPORT_RING0 = 0x50;
+const REPORT_RING3 = 0x53;
+const REPORT_RAX_LOST = 0x5f;
 const LOAD_ADDRESS = 0x100000;
-
-function flat(selector: number, type: number): SegmentState {
-  return { base: 0, limit: 0xffffffff, selector, type, present: true, dpl: 0, db: true, s: true, l: false, g: true };
-}
-
-function startState(): CpuStartState {
-  return {
-    mode: 'protected32', rip: LOAD_ADDRESS, rsp: 0x8000, rflags: 2, gpr: {}, cr0: 1, cr3: 0, cr4: 0, efer: 0,
-    cs: flat(8, 0xb), ds: flat(0x10, 3), es: flat(0x10, 3), fs: flat(0x10, 3), gs: flat(0x10, 3), ss: flat(0x10, 3),
-    tr: { base: 0, limit: 0xffff, selector: 0x18, type: 11, present: true, dpl: 0, db: false, s: false, l: false, g: false },
-    ldt: { base: 0, limit: 0xffff, selector: 0, type: 2, present: true, dpl: 0, db: false, s: false, l: false, g: false },
-    gdt: { base: 0, limit: 0 }, idt: { base: 0, limit: 0 },
-  };
-}
 
 export function defaultProbeCachePath(): string {
   const base = process.env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache');
@@ -46,12 +35,18 @@ export function defaultProbeCachePath(): string {
 /** Runs the probe guest now (about 0.1 s). */
 export async function runUserSpaceProbe(timeoutMs = 10_000): Promise<UserSpaceProbeResult> {
   const started = Date.now();
+  let report: number | undefined;
   const machine = Machine.create({
     cpus: 1, memoryBytes: 16 * MiB,
-    boot: {
-      segments: [{ address: LOAD_ADDRESS, bytes: USER_SYSCALL_PROBE_IMAGE, what: 'user-space probe guest' }],
-      cpu: startState(), loadedRange: { start: LOAD_ADDRESS, end: LOAD_ADDRESS + USER_SYSCALL_PROBE_IMAGE.length },
-      description: 'user-space probe',
+    boot: planFlatBinary({ bytes: USER_SYSCALL_PROBE_IMAGE, loadAddress: LOAD_ADDRESS, what: 'user-space probe guest' }),
+    attachDevices: (ctx) => {
+      ctx.mmio.insert(REPORT_ADDRESS, 4, {
+        read: (_offset, data) => data.fill(0),
+        write: (_offset, data) => {
+          if (report === undefined) report = data[0]!;
+          ctx.end('quit', 'the probe guest reported');
+        },
+      });
     },
   });
   machine.start();
@@ -60,11 +55,15 @@ export async function runUserSpaceProbe(timeoutMs = 10_000): Promise<UserSpacePr
   clearTimeout(timer);
   let userSpaceWorks = false;
   let detail: string;
-  if (exit.kind === 'debug-exit' && exit.status === PROBE_OK) {
+  if (report === REPORT_RING0) {
     userSpaceWorks = true;
     detail = 'a user-mode system call reached the guest kernel at ring 0';
-  } else if (exit.kind === 'debug-exit' && exit.status === PROBE_WRONG_PRIVILEGE) {
+  } else if (report === REPORT_RING3) {
     detail = 'a user-mode system call entered the guest kernel still at user privilege';
+  } else if (report === REPORT_RAX_LOST) {
+    detail = 'a user-mode system call reached the guest kernel with its registers changed';
+  } else if (report !== undefined) {
+    detail = `the probe guest reported 0x${report.toString(16)}`;
   } else if (exit.kind === 'quit') {
     detail = `the probe guest did not finish within ${timeoutMs} ms`;
   } else {

@@ -1,9 +1,8 @@
 /* Host probe guest: can this host's KVM run guest user space?
  * Starts in 32-bit protected mode, builds identity page tables (user-accessible), enters long
  * mode, sets up SYSCALL (STAR/LSTAR/SFMASK), drops to ring 3 with SYSRET, and makes a system
- * call from user mode. The entry point checks it really runs at ring 0 and reports 0x55 on the
- * debug-exit port; if the entry runs at ring 3 (as on nested PVM hosts) its port write faults
- * and with no IDT the guest triple-faults. */
+ * call from user mode. The entry point reports the privilege level it runs at: 0 on a correct
+ * CPU, 3 on nested PVM hosts (see syscall_entry). */
 .code32
 .globl _start
 _start:
@@ -79,19 +78,21 @@ user_code:
   syscall
 2: jmp 2b
 syscall_entry:
-  mov %cs, %bx
-  and $3, %bx
-  jnz 3f
+  /* Report the privilege level the entry point runs at with a store to 0x30000000: not RAM
+   * (the probe VM has 16 MiB), so it is an MMIO exit at any privilege level, unlike port I/O,
+   * which ring 3 may not do. 0x50 + CPL; 0x5f if RAX did not survive the system call. */
+  mov %cs, %ebx
+  and $3, %ebx
+  add $0x50, %ebx
   cmp $0x1234, %rax
-  jne 3f
+  je 3f
+  mov $0x5f, %ebx
+3: movl %ebx, 0x30000000
+  /* The same value on the debug-exit port, for QEMU (isa-debug-exit); at ring 3 it faults. */
   mov $0x501, %dx
-  mov $0x55, %al
+  mov %bl, %al
   out %al, %dx
-3: mov $0x501, %dx
-  mov $0x66, %al
-  out %al, %dx
-4: hlt
-  jmp 4b
+4: jmp 4b
 .align 16
 gdt:
   .quad 0

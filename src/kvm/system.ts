@@ -5,9 +5,11 @@ import { KvmError, ioctlError } from './errors.js';
 import { SIZEOF } from './layouts.js';
 import { KvmVm } from './vm.js';
 
+/** One entry of struct kvm_cpuid_entry2. `function` is the leaf, `index` the sub-leaf. */
 export interface CpuidEntry {
   function: number;
   index: number;
+  /** KVM_CPUID_FLAG_SIGNIFCANT_INDEX (1): `index` matters. */
   flags: number;
   eax: number;
   ebx: number;

@@ -3,17 +3,9 @@
 // Leaf layouts: Intel SDM vol. 2A, "CPUID"; AMD APM vol. 3, appendix E; KVM's paravirtual
 // leaves: Linux Documentation/virt/kvm/x86/cpuid.rst.
 
-/** One entry of struct kvm_cpuid_entry2. `function` is the leaf, `index` the sub-leaf. */
-export interface CpuidEntry {
-  readonly function: number;
-  readonly index: number;
-  /** KVM_CPUID_FLAG_SIGNIFCANT_INDEX (1): `index` matters. */
-  readonly flags: number;
-  readonly eax: number;
-  readonly ebx: number;
-  readonly ecx: number;
-  readonly edx: number;
-}
+/** One entry of struct kvm_cpuid_entry2 (`function` is the leaf, `index` the sub-leaf). */
+import type { CpuidEntry } from '../kvm/system.js';
+export type { CpuidEntry };
 
 export const KVM_CPUID_FLAG_SIGNIFCANT_INDEX = 1;
 

@@ -5,19 +5,11 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import type { BootPlan, CpuStartState, SegmentState } from '../../../src/boot/boot-plan.js';
+import { repoRoot } from '../build.js';
+import type { BootPlan, CpuStartState } from '../../../src/boot/boot-plan.js';
+import { planFlatBinary } from '../../../src/boot/flat-binary.js';
 
-/** The repository root, found from this compiled file (dist/test/guests/core/...). */
-export function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error('repository root not found');
-    dir = up;
-  }
-  return dir;
-}
+export { repoRoot };
 
 export const GUEST_LOAD_ADDRESS = 0x100000;
 
@@ -38,27 +30,6 @@ export function assembleGuest(name: string): string {
   return out;
 }
 
-function flat(selector: number, type: number): SegmentState {
-  return { base: 0, limit: 0xffffffff, selector, type, present: true, dpl: 0, db: true, s: true, l: false, g: true };
-}
-
-/** 32-bit protected mode, flat segments, paging off: how the core test guests start. */
-export function protectedModeState(gpr: CpuStartState['gpr'] = {}): CpuStartState {
-  return {
-    mode: 'protected32', rip: GUEST_LOAD_ADDRESS, rsp: 0x8000, rflags: 2, gpr, cr0: 1, cr3: 0, cr4: 0, efer: 0,
-    cs: flat(8, 0xb), ds: flat(0x10, 3), es: flat(0x10, 3), fs: flat(0x10, 3), gs: flat(0x10, 3), ss: flat(0x10, 3),
-    tr: { base: 0, limit: 0xffff, selector: 0x18, type: 11, present: true, dpl: 0, db: false, s: false, l: false, g: false },
-    ldt: { base: 0, limit: 0xffff, selector: 0, type: 2, present: true, dpl: 0, db: false, s: false, l: false, g: false },
-    gdt: { base: 0, limit: 0 }, idt: { base: 0, limit: 0 },
-  };
-}
-
 export function flatGuestPlan(name: string, gpr: CpuStartState['gpr'] = {}): BootPlan {
-  const bytes = readFileSync(assembleGuest(name));
-  return {
-    segments: [{ address: GUEST_LOAD_ADDRESS, bytes, what: `test guest ${name}` }],
-    cpu: protectedModeState(gpr),
-    loadedRange: { start: GUEST_LOAD_ADDRESS, end: GUEST_LOAD_ADDRESS + bytes.length },
-    description: `flat test guest ${name}`,
-  };
+  return planFlatBinary({ bytes: readFileSync(assembleGuest(name)), loadAddress: GUEST_LOAD_ADDRESS, gpr, what: `test guest ${name}` });
 }
