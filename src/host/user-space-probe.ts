@@ -11,7 +11,11 @@ import { MiB } from '../memory/address.js';
 import { cpuFacts } from './host-facts.js';
 import { USER_SYSCALL_PROBE_IMAGE } from './user-syscall-probe-image.js';
 
+/** Bumped whenever the probe guest or its reading changes: older cached answers are ignored. */
+const PROBE_VERSION = 2;
+
 export interface UserSpaceProbeResult {
+  readonly probeVersion: number;
   readonly userSpaceWorks: boolean;
   /** What the guest reported, e.g. "system call entered the kernel at user privilege". */
   readonly detail: string;
@@ -69,7 +73,7 @@ export async function runUserSpaceProbe(timeoutMs = 10_000): Promise<UserSpacePr
   } else {
     detail = `the probe guest ended with ${exit.kind}: ${exit.detail}`;
   }
-  return { userSpaceWorks, detail, kernelRelease: cpuFacts().kernelRelease, milliseconds: Date.now() - started, probedAt: new Date().toISOString() };
+  return { probeVersion: PROBE_VERSION, userSpaceWorks, detail, kernelRelease: cpuFacts().kernelRelease, milliseconds: Date.now() - started, probedAt: new Date().toISOString() };
 }
 
 /** The cached answer for this kernel release, probing (and caching) when there is none. */
@@ -79,7 +83,7 @@ export async function userSpaceProbe(options: { cachePath?: string; refresh?: bo
   if (!options.refresh) {
     try {
       const cached = JSON.parse(readFileSync(path, 'utf8')) as UserSpaceProbeResult;
-      if (cached.kernelRelease === release && typeof cached.userSpaceWorks === 'boolean') return { ...cached, cached: true };
+      if (cached.probeVersion === PROBE_VERSION && cached.kernelRelease === release && typeof cached.userSpaceWorks === 'boolean') return { ...cached, cached: true };
     } catch {
       // No cache or an unreadable one: probe again.
     }
