@@ -208,3 +208,40 @@ export function runGuest(options: GuestOptions): Promise<GuestRun> {
     });
   });
 }
+
+export const FIO = '/usr/bin/fio';
+
+export interface FioResult {
+  readonly name: string;
+  readonly readIops: number;
+  readonly writeIops: number;
+  readonly readKiBps: number;
+  readonly writeKiBps: number;
+  /** fio's error code for the job (non-zero when --verify found a mismatch). */
+  readonly error: number;
+}
+
+/** A guest shell line running one fio job and printing its JSON between markers. */
+export function fioCommand(name: string, args: string): string {
+  return `echo "FIO-BEGIN ${name}"; ${FIO} --name=${name} --output-format=json ${args} 2>&1; echo "FIO-END ${name}"`;
+}
+
+/** Parses every fio job printed by fioCommand lines from a guest's output. */
+export function parseFio(output: string): FioResult[] {
+  const results: FioResult[] = [];
+  const re = /FIO-BEGIN (\S+)\n([\s\S]*?)FIO-END \1/g;
+  for (let m = re.exec(output); m !== null; m = re.exec(output)) {
+    const text = m[2]!;
+    const start = text.indexOf('{');
+    const end = text.lastIndexOf('}');
+    if (start < 0 || end < start) continue;
+    try {
+      const json = JSON.parse(text.slice(start, end + 1)) as { jobs: Array<{ error: number; read: { iops: number; bw: number }; write: { iops: number; bw: number } }> };
+      const job = json.jobs[0]!;
+      results.push({ name: m[1]!, readIops: job.read.iops, writeIops: job.write.iops, readKiBps: job.read.bw, writeKiBps: job.write.bw, error: job.error });
+    } catch {
+      // Kernel messages interleaved into the JSON: skip this job.
+    }
+  }
+  return results;
+}
