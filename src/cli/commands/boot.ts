@@ -5,9 +5,6 @@
 import { readdirSync } from 'node:fs';
 import type { Command } from 'commander';
 import { InputError } from '../../common/errors.js';
-import { createBootVm } from '../../machine/boot-vm.js';
-import { processStatus } from '../../machine/machine-exit.js';
-import { TerminalConsole } from '../../platform/serial/terminal-console.js';
 import { parseCount, parseSize } from '../parse-size.js';
 
 interface BootFlags {
@@ -52,6 +49,10 @@ export function register(program: Command): void {
       const memoryBytes = parseSize('--memory', flags.memory);
       if (!['auto', 'default', 'pvm'].includes(flags.profile)) throw new InputError(`--profile ${flags.profile}: must be auto, default or pvm`);
       const timeout = flags.timeout === undefined ? undefined : parseCount('--timeout', flags.timeout);
+      // Loaded here, not at the top: every novm command pays for the modules it imports.
+      const { createBootVm } = await import('../../machine/boot-vm.js');
+      const { processStatus } = await import('../../machine/machine-exit.js');
+      const { TerminalConsole } = await import('../../platform/serial/terminal-console.js');
       let stopMachine = (): void => {};
       const terminal = new TerminalConsole({ onQuit: () => stopMachine() });
       const vm = await createBootVm({

@@ -1,8 +1,6 @@
 // `novm host`: what this host can do for novm: KVM and its capabilities, hardware
 // virtualization, nested PVM, and whether guest user space runs under KVM (cached probe).
 import type { Command } from 'commander';
-import { cpuFacts, kvmFacts } from '../../host/host-facts.js';
-import { userSpaceProbe } from '../../host/user-space-probe.js';
 
 export function register(program: Command): void {
   program.command('host')
@@ -10,6 +8,8 @@ export function register(program: Command): void {
     .option('--refresh', 'run the user-space probe again instead of using the cached answer')
     .option('--json', 'print JSON')
     .action(async (options: { refresh?: boolean; json?: boolean }) => {
+      const { cpuFacts, kvmFacts } = await import('../../host/host-facts.js');
+      const { userSpaceProbe } = await import('../../host/user-space-probe.js');
       const kvm = kvmFacts();
       const cpu = cpuFacts();
       const probe = kvm.available ? await userSpaceProbe({ refresh: options.refresh === true }) : undefined;
