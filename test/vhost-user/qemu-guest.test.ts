@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { buildInitramfs, qemuUnavailableReason, runGuest, type GuestRun } from '../qemu/harness.js';
+import { FIO, buildInitramfs, fioCommand, parseFio, qemuUnavailableReason, runGuest, type GuestRun } from '../qemu/harness.js';
 
 const CLI = join(process.cwd(), 'dist/src/cli/main.js');
 const skipReason = qemuUnavailableReason();
@@ -201,6 +201,49 @@ test('virtio-fs: Linux mounts the union read-write; a file tree round-trips betw
     assert.equal(readFileSync(join(upper, 'etc/hostname'), 'utf8'), 'from-the-host\nappended\n');
     assert.equal(readFileSync(join(lower, 'etc/hostname'), 'utf8'), 'from-the-host\n');
     assert.ok(exists(join(lower, 'big.bin')), 'lower layer keeps the file the guest deleted');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('fio --verify passes on virtio-blk and on virtiofs, both served by novm, in one guest', { skip: skipReason, timeout: 180_000 }, async () => {
+  const { writeFileSync, mkdirSync, statSync } = await import('node:fs');
+  const dir = mkdtempSync(join(tmpdir(), 'novm-fio-'));
+  try {
+    const image = join(dir, 'disk.img');
+    writeFileSync(image, Buffer.alloc(64 << 20));
+    const shared = join(dir, 'shared');
+    mkdirSync(shared);
+    const blk = await startBackend(join(dir), ['blk', '--image', image]);
+    const fsDir = join(dir, 'fs');
+    mkdirSync(fsDir);
+    const fs = await startBackend(fsDir, ['fs', '--write', `/=${shared}`, '--tag', 'verify']);
+    const initramfs = buildInitramfs({
+      modules: ['virtio_pci', 'virtio_blk', 'virtiofs'],
+      binaries: [FIO],
+      script: [
+        fioCommand('blk', '--filename=/dev/vda --ioengine=libaio --direct=1 --rw=randwrite --bs=4k --size=24m --iodepth=8 --verify=crc32c --do_verify=1 --verify_fatal=1'),
+        'mount -t virtiofs verify /mnt || exit 1',
+        fioCommand('fs', '--directory=/mnt --ioengine=psync --rw=randwrite --bs=64k --size=16m --verify=crc32c --do_verify=1 --verify_fatal=1'),
+        'umount /mnt',
+      ].join('\n'),
+    });
+    const run = await runGuest({
+      initramfs, memoryMiB: 1024, timeoutMs: 150_000,
+      qemuArgs: [
+        '-chardev', `socket,id=b,path=${blk.socket}`, '-device', 'vhost-user-blk-pci,chardev=b',
+        '-chardev', `socket,id=f,path=${fs.socket}`, '-device', 'vhost-user-fs-pci,chardev=f,tag=verify',
+      ],
+    });
+    const detail = `${describeRun(run, blk)}\n--- fs back end ---\n${fs.log()}`;
+    assert.equal(run.status, 0, detail);
+    const results = parseFio(run.output ?? '');
+    assert.deepEqual(results.map((r) => [r.name, r.error]), [['blk', 0], ['fs', 0]], detail);
+    assert.ok(results.every((r) => r.writeIops > 0), detail);
+    assert.doesNotMatch(run.output ?? '', /verify: bad|crc32c: verify failed/i, detail);
+    assert.equal(statSync(join(shared, 'fs.0.0')).size, 16 << 20, 'the file fio verified is on the host');
+    assert.equal(await blk.exited, 0);
+    assert.equal(await fs.exited, 0);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
