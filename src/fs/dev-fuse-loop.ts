@@ -70,10 +70,9 @@ function serve(data: LoopWorkerData): void {
     if (FuseHandler.isForget(request)) handler.forget(request);
     else handler.handle(request, reply);
     queue.releaseFromLoop(b);
-    const u = union.stats();
     const m = handler.metrics;
-    stats[STAT_NODES] = u.nodes;
-    stats[STAT_FDS] = u.openFds;
+    stats[STAT_NODES] = union.nodes.size;
+    stats[STAT_FDS] = union.openFdCount;
     stats[STAT_FILES] = m.openFiles;
     stats[STAT_REQUESTS] = m.requests;
     stats[STAT_ERRORS] = m.errors;

@@ -7,7 +7,7 @@
 // to the child (HOST-NOTES); unmounting is asynchronous because the kernel flushes dirty pages
 // through the loop while umount runs. The kernel reports the end of the mount with ENODEV.
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, openSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { InputError } from '../common/errors.js';
 import { getrlimit, RLIMIT_NOFILE, setrlimit } from '../native/fs-calls.js';
@@ -41,6 +41,8 @@ export function checkMountPoint(mountPoint: string, mounts: readonly ResolvedMou
     throw new InputError(`mount point "${mountPoint}" does not exist`);
   }
   if (!statSync(real).isDirectory()) throw new InputError(`mount point "${mountPoint}" is not a directory`);
+  const mounted = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((line) => line.split(' ')[4] === real);
+  if (mounted) throw new InputError(`mount point "${mountPoint}" is already a mount point`);
   for (const m of mounts) {
     for (const layer of [...m.readOnly, ...(m.writable === null ? [] : [m.writable])]) {
       if (isWithin(real, layer) || isWithin(layer, real)) {

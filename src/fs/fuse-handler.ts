@@ -12,7 +12,7 @@
 // Every field the client sends is bounds-checked against the request length; a malformed request
 // gets an error reply (EINVAL/EPROTO/ESTALE/EBADF), never an exception out of handle().
 import {
-  closeFd, fallocate, fstatfs, lseek, O_ACCMODE, preadv2, pwrite, RWF_NOWAIT, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, S_IFDIR, SEEK_DATA, SEEK_HOLE,
+  closeFd, fallocate, fstatfs, lseek, nativeBuffer, O_ACCMODE, preadv2, pwrite, RWF_NOWAIT, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, S_IFDIR, SEEK_DATA, SEEK_HOLE,
   STATFS_SIZE, StatfsOffset, StatOffset, syncfs,
 } from '../native/fs-calls.js';
 import { Errno, errnoOf, FsError, sys } from './errors.js';
@@ -64,11 +64,12 @@ const SYNTHETIC_INO_BASE = 0xffff_0000;
 export class FuseHandler {
   readonly metrics: HandlerMetrics = { requests: 0, errors: 0, malformed: 0, unexpected: 0, openFiles: 0 };
   private readonly files = new IdTable<OpenFile>(1);
-  private readonly reply = Buffer.alloc(REQUEST_BUFFER_SIZE);
+  private readonly native = nativeBuffer(REQUEST_BUFFER_SIZE);
+  private readonly reply = this.native.buffer;
   private readonly out = new DataView(this.reply.buffer, this.reply.byteOffset, this.reply.byteLength);
   private readonly views = new WeakMap<ArrayBufferLike, { view: DataView; buffer: Buffer }>();
-  private readonly replyData = this.reply.subarray(OUT_HEADER_SIZE);
-  private readonly iov = [{ base: this.replyData as Uint8Array, len: 0 }];
+  /** One iovec: the reply's data area (after the out header) and a length set per READ. */
+  private readonly iov = BigUint64Array.of(this.native.address + BigInt(OUT_HEADER_SIZE), 0n);
   private readonly unique = { low: 0, high: 0 };
   private readonly deferredClose: number[] = [];
   private readonly dataIo: DataIo;
@@ -696,7 +697,7 @@ export class FuseHandler {
     if (f.fd < 0) throw new FsError(Errno.EISDIR);
     // Page-cache hit: complete inline. A short or EAGAIN result goes to the blocking path, because
     // a short READ reply means end of file to the client.
-    this.iov[0]!.len = size;
+    this.iov[1] = BigInt(size);
     const n = preadv2(f.fd, this.iov, 1, offset, RWF_NOWAIT);
     if (n === size) return done(this.ok(n));
     this.dataIo.read(f.fd, offset, size, this.uniqueOf(), done);

@@ -167,6 +167,10 @@ export class UnionFs {
 
   // ---- node bookkeeping -------------------------------------------------------------------------
 
+  get openFdCount(): number {
+    return this.fdCount;
+  }
+
   stats(): UnionStats {
     return { nodes: this.nodes.size, openFds: this.fdCount };
   }

@@ -20,7 +20,7 @@ export function register(program: Command): void {
     .argument('<mountpoint>', 'host directory to mount on')
     .option('--read <VM=HOST>', 'read-only layer HOST at VM path (repeatable; a later one wins)', collect, [])
     .option('--write <VM=HOST>', 'writable layer HOST at VM path (at most one per VM path)', collect, [])
-    .option('--cache-timeout <seconds>', 'how long the kernel may cache names and attributes', '1')
+    .option('--cache-timeout <seconds>', 'how long the kernel may cache names, attributes and data (layers must not change behind the server)', '60')
     .option('--io-threads <n>', 'threads for blocking data work (reads that miss the cache, large writes, fsync)', '4')
     .action(async (mountPoint: string, opts: MountOptions) => {
       const ioWorkers = Number(opts.ioThreads);
