@@ -10,15 +10,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it, type TestContext } from 'node:test';
 import { loadKernel } from '../../src/boot/load-kernel.js';
+import { Bus } from '../../src/bus/bus.js';
+import type { KvmVm } from '../../src/kvm/vm.js';
 import type { MachineExit } from '../../src/machine/machine-exit.js';
-import { Machine } from '../../src/machine/machine.js';
+import { Machine, type DeviceContext } from '../../src/machine/machine.js';
 import { attachPcPlatform, pcPlatformLayout } from '../../src/machine/pc-platform.js';
 import { VIRTIO_MMIO_FIRST_GSI, VirtioWiring, type AttachedVirtioMmio, type AttachedVirtioPci } from '../../src/machine/virtio-attach.js';
 import { MiB } from '../../src/memory/address.js';
+import { GuestMemory } from '../../src/memory/guest-memory.js';
 import { ramLayout } from '../../src/memory/layout.js';
+import { PciSegment } from '../../src/pci/segment.js';
 import type { VirtioDeviceModel } from '../../src/virtio/device.js';
 import { BlkDevice } from '../../src/virtio/devices/blk/blk-device.js';
-import { FileBlockBackend } from '../../src/virtio/devices/blk/block-backend.js';
+import { FileBlockBackend, MemoryBlockBackend } from '../../src/virtio/devices/blk/block-backend.js';
 import { RngDevice } from '../../src/virtio/devices/rng/rng-device.js';
 import { buildGuest, fnv1a32 } from '../guests/build.js';
 import { patternByte, VIRTIO_GUEST } from '../guests/virtio/guest.js';
@@ -78,6 +82,8 @@ interface Run {
   rngAttached: AttachedVirtioPci | AttachedVirtioMmio;
   blkAttached: AttachedVirtioPci | AttachedVirtioMmio;
   elapsedMs: number;
+  /** What the wiring logged (failed ioeventfd deassignments, poller errors): must stay empty. */
+  hostLog: string[];
   /** Accesses that left KVM for novm's main thread (UART bytes, config and register accesses). */
   exits: number;
   wsector: number;
@@ -99,6 +105,7 @@ async function runGuest(transport: 'pci' | 'mmio', options: { seed: number; wsec
   const rngCounted = countingNotify(rng);
   const blkCounted = countingNotify(blk);
   let serial = '';
+  const hostLog: string[] = [];
   let rngAttached: AttachedVirtioPci | AttachedVirtioMmio | undefined;
   let blkAttached: AttachedVirtioPci | AttachedVirtioMmio | undefined;
   let wiring: VirtioWiring | undefined;
@@ -110,7 +117,7 @@ async function runGuest(transport: 'pci' | 'mmio', options: { seed: number; wsec
     localDevices: layout.localDevices,
     attachDevices: (ctx) => {
       const platform = attachPcPlatform(ctx, layout, { serialOutput: (byte) => { serial += String.fromCharCode(byte); } });
-      wiring = new VirtioWiring(ctx);
+      wiring = new VirtioWiring(ctx, (line) => hostLog.push(line));
       if (transport === 'pci') {
         rngAttached = wiring.attachPci(platform.pci, rngCounted.model, options.intx === true ? { intxGsi: INTX_GSIS[0] } : {});
         blkAttached = wiring.attachPci(platform.pci, blkCounted.model, options.intx === true ? { intxGsi: INTX_GSIS[1] } : {});
@@ -133,7 +140,7 @@ async function runGuest(transport: 'pci' | 'mmio', options: { seed: number; wsec
   assert.ok(rngAttached && blkAttached);
   return {
     exit, serial, image: new Uint8Array(readFileSync(imagePath)), original, rng, blk,
-    rngNotifies: rngCounted.notifies, blkNotifies: blkCounted.notifies, rngAttached, blkAttached, elapsedMs, exits,
+    rngNotifies: rngCounted.notifies, blkNotifies: blkCounted.notifies, rngAttached, blkAttached, elapsedMs, exits, hostLog,
     wsector: options.wsector, seed: options.seed,
   };
 }
@@ -148,6 +155,7 @@ function checkRun(t: TestContext, transport: 'pci' | 'mmio', run: Run): void {
   assert.ok(run.serial.includes('DONE\n'), run.serial);
   for (const what of [...EXPECTED_PASSES, `${transport}-devices-found`]) assert.ok(run.serial.includes(`PASS ${what}\n`), `PASS ${what} missing:\n${run.serial}`);
   assert.equal(run.exit.status, 0);
+  assert.deepEqual(run.hostLog, [], 'every ioeventfd was assigned and deassigned cleanly');
 
   // rng: two 16-byte requests, each kicked once, each answered with one interrupt.
   const rng = parseInfo(run.serial, transport, 'rng');
@@ -216,5 +224,77 @@ describe('virtio devices in novm\'s VMM, driven by a test guest', { skip }, () =
     assert.ok(run.serial.includes('FAIL blk-read-sector0'), run.serial);
     assert.ok(run.serial.includes('PASS blk-readback\n'), run.serial);
     assert.equal(run.exit.status, 1);
+  });
+});
+
+describe('VirtioWiring bookkeeping (a fake VM records the ioeventfd calls)', () => {
+  interface IoeventfdCall { fd: number; address: number; length: number; datamatch: bigint | undefined; deassign: boolean }
+  function fakeContext(calls: IoeventfdCall[]): DeviceContext {
+    const vm = {
+      ioeventfd(fd: number, address: number, length: number, options: { datamatch?: bigint; deassign?: boolean } = {}) {
+        calls.push({ fd, address, length, datamatch: options.datamatch, deassign: options.deassign === true });
+      },
+      signalMsi() {},
+      irqLine() {},
+    } as unknown as KvmVm;
+    return {
+      vm, memory: GuestMemory.anonymous([{ start: 0, size: 1 * MiB }]), pio: new Bus(), mmio: new Bus(),
+      irqLine: () => ({ setLevel() {}, trigger() {} }),
+      end() {},
+    };
+  }
+  /** The registrations left after replaying the calls; throws if a deassign matches nothing. */
+  function active(calls: readonly IoeventfdCall[]): string[] {
+    const live = new Set<string>();
+    for (const c of calls) {
+      const key = `${c.fd}@0x${c.address.toString(16)}/${c.length}/${String(c.datamatch)}`;
+      if (c.deassign) assert.ok(live.delete(key), `deassign of ${key}, which is not assigned`);
+      else live.add(key);
+    }
+    return [...live].map((k) => k.slice(k.indexOf('@') + 1)).sort();
+  }
+  const u16 = (v: number): Uint8Array => new Uint8Array([v & 0xff, v >> 8]);
+  const u32 = (v: number): Uint8Array => new Uint8Array([v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, v >>> 24]);
+
+  it('PCI notify ioeventfds appear with Command.MEM, follow BAR 0 moves, go when decoding stops and at close', async () => {
+    const calls: IoeventfdCall[] = [];
+    const segment = new PciSegment();
+    const wiring = new VirtioWiring(fakeContext(calls), (line) => assert.fail(line));
+    try {
+      const blk = wiring.attachPci(segment, new BlkDevice(new MemoryBlockBackend(64 * SECTOR), { queues: 2 }));
+      assert.deepEqual(active(calls), [], 'nothing while memory decoding is off');
+      const bar = segment.mapping(blk.slot, 0);
+      assert.equal(bar, undefined);
+      segment.configWrite(blk.slot, 0, 0x04, u16(0x6));
+      const base = segment.mapping(blk.slot, 0)!.address;
+      assert.deepEqual(active(calls), [`0x${(base + 0x3000).toString(16)}/2/undefined`, `0x${(base + 0x3004).toString(16)}/2/undefined`]);
+      segment.configWrite(blk.slot, 0, 0x04, u16(0));
+      assert.deepEqual(active(calls), []);
+      segment.configWrite(blk.slot, 0, 0x10, u32(0xc010_0000));
+      segment.configWrite(blk.slot, 0, 0x04, u16(0x6));
+      assert.deepEqual(active(calls), ['0xc0103000/2/undefined', '0xc0103004/2/undefined']);
+      // A BAR outside the window is not decoded: the ioeventfds go with it.
+      segment.configWrite(blk.slot, 0, 0x10, u32(0x1000_0000));
+      assert.deepEqual(active(calls), []);
+    } finally {
+      await wiring.close();
+    }
+    assert.deepEqual(active(calls), []);
+  });
+
+  it('virtio-mmio: one datamatch ioeventfd per queue on QueueNotify, dropped at close; GSIs beyond the IOAPIC are refused', async () => {
+    const calls: IoeventfdCall[] = [];
+    const wiring = new VirtioWiring(fakeContext(calls), (line) => assert.fail(line));
+    try {
+      const blk = wiring.attachMmio(3, new BlkDevice(new MemoryBlockBackend(64 * SECTOR), { queues: 2 }));
+      assert.deepEqual([blk.base, blk.gsi], [0xd000_3000, VIRTIO_MMIO_FIRST_GSI + 3]);
+      assert.deepEqual(active(calls), ['0xd0003050/4/0', '0xd0003050/4/1']);
+      assert.throws(() => wiring.attachMmio(8, new RngDevice()), { name: 'VirtioAttachError' });
+      assert.equal(wiring.attachMmio(8, new RngDevice(), { gsi: 10 }).gsi, 10);
+    } finally {
+      await wiring.close();
+    }
+    assert.deepEqual(active(calls), []);
+    assert.throws(() => wiring.attachMmio(9, new RngDevice(), { gsi: 11 }), /closed/);
   });
 });
