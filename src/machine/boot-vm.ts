@@ -8,7 +8,11 @@ import { cpuFacts } from '../host/host-facts.js';
 import { ramLayout } from '../memory/layout.js';
 import { cpuidForVcpu } from '../platform/cpuid.js';
 import { DEFAULT_PROFILE, PVM_PROFILE, type CompatProfile } from './compat-profile.js';
+import { FileBlockBackend } from '../virtio/devices/blk/block-backend.js';
+import { BlkDevice } from '../virtio/devices/blk/blk-device.js';
+import { RngDevice } from '../virtio/devices/rng/rng-device.js';
 import { Machine, MAX_VCPUS } from './machine.js';
+import { VirtioWiring } from './virtio-attach.js';
 import { attachPcPlatform, pcPlatformLayout, type PcPlatform } from './pc-platform.js';
 
 export const DEFAULT_LINUX_CMDLINE = 'console=ttyS0 earlyprintk=serial,ttyS0,115200 panic=-1';
@@ -26,7 +30,19 @@ export interface BootVmOptions {
   readonly serialOutput: (byte: number) => void;
   readonly onSerialInputSpace?: () => void;
   readonly cacheDir?: string | null;
+  /** Raw disk images, each a virtio-blk device on the PCI bus. */
+  readonly disks?: ReadonlyArray<{ readonly path: string; readonly readonly: boolean }>;
+  /** A virtio-rng device on the PCI bus. */
+  readonly rng?: boolean;
   readonly warn?: (message: string) => void;
+}
+
+function openDisk(path: string, readonly: boolean): FileBlockBackend {
+  try {
+    return new FileBlockBackend(path, readonly);
+  } catch (error) {
+    throw new InputError(`--disk ${path}: ${(error as Error).message}`);
+  }
 }
 
 export interface BootVm {
@@ -70,6 +86,14 @@ export async function createBootVm(options: BootVmOptions): Promise<BootVm> {
     ...(options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {}),
     ...(options.warn ? { warn: options.warn } : {}),
   });
+  // Devices are opened before the machine exists so a bad path fails before anything runs.
+  const backends: FileBlockBackend[] = [];
+  try {
+    for (const disk of options.disks ?? []) backends.push(openDisk(disk.path, disk.readonly));
+  } catch (error) {
+    for (const b of backends) b.close();
+    throw error;
+  }
   let platform: PcPlatform | undefined;
   const machine = Machine.create({
     cpus: options.cpus,
@@ -83,6 +107,13 @@ export async function createBootVm(options: BootVmOptions): Promise<BootVm> {
         serialOutput: options.serialOutput,
         ...(options.onSerialInputSpace ? { onSerialInputSpace: options.onSerialInputSpace } : {}),
       });
+      const virtio = new VirtioWiring(ctx);
+      backends.forEach((backend, i) => virtio.attachPci(platform!.pci, new BlkDevice(backend, { serial: `novm-disk-${i}` })));
+      if (options.rng) virtio.attachPci(platform.pci, new RngDevice());
+      return () => {
+        void virtio.close();
+        for (const b of backends) b.close();
+      };
     },
   });
   return {

@@ -16,6 +16,8 @@ interface BootFlags {
   memory: string;
   profile: 'auto' | 'default' | 'pvm';
   timeout?: string;
+  disk: string[];
+  rng?: boolean;
   verbose?: boolean;
 }
 
@@ -42,6 +44,8 @@ export function register(program: Command): void {
     .option('--cpus <n>', 'number of vCPUs', '1')
     .option('--memory <size>', 'guest RAM (e.g. 512M, 2G)', '256M')
     .option('--profile <name>', 'host compatibility profile: auto, default or pvm', 'auto')
+    .option('--disk <file[,ro]>', 'a raw disk image as a virtio-blk device; ",ro" for read-only (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
+    .option('--rng', 'a virtio-rng device fed by the host\'s getrandom')
     .option('--timeout <seconds>', 'stop the VM after this many seconds')
     .option('--verbose', 'describe the boot plan on stderr')
     .action(async (flags: BootFlags) => {
@@ -64,6 +68,8 @@ export function register(program: Command): void {
           return space < 0 ? { path: m } : { path: m.slice(0, space), cmdline: m };
         }),
         cpus, memoryBytes, profile: flags.profile,
+        disks: flags.disk.map((d) => (d.endsWith(',ro') ? { path: d.slice(0, -3), readonly: true } : { path: d, readonly: false })),
+        rng: flags.rng === true,
         serialOutput: terminal.writeByte,
         onSerialInputSpace: terminal.inputSpaceAvailable,
         warn: (message) => process.stderr.write(`novm: ${message}\n`),
