@@ -110,7 +110,7 @@ export class FuseHandler {
     const op = this.dv.getUint32(this.base + 4, true);
     if (op === Opcode.FORGET) {
       if (this.end - this.base < IN_HEADER_SIZE + 8) return;
-      this.forgetOne(this.dv.getUint32(this.base + 16, true), this.dv.getUint32(this.base + 20, true), this.u64(IN_HEADER_SIZE));
+      this.forgetOne(this.dv.getUint32(this.base + 16, true), this.dv.getUint32(this.base + 20, true), this.count64(IN_HEADER_SIZE));
     } else if (op === Opcode.BATCH_FORGET) {
       if (this.end - this.base < IN_HEADER_SIZE + 8) return;
       const count = this.dv.getUint32(this.base + IN_HEADER_SIZE, true);
@@ -118,7 +118,7 @@ export class FuseHandler {
       const n = Math.min(count, fit);
       for (let i = 0; i < n; i++) {
         const o = IN_HEADER_SIZE + 8 + i * 16;
-        this.forgetOne(this.dv.getUint32(this.base + o, true), this.dv.getUint32(this.base + o + 4, true), this.u64(o + 8));
+        this.forgetOne(this.dv.getUint32(this.base + o, true), this.dv.getUint32(this.base + o + 4, true), this.count64(o + 8));
       }
     }
   }
@@ -174,6 +174,12 @@ export class FuseHandler {
     if (len < IN_HEADER_SIZE || len > request.length) return false;
     this.end = this.base + len;
     return true;
+  }
+
+  /** A u64 count (FORGET nlookup), saturated: the FORGET path never fails. Bounds checked by the caller. */
+  private count64(o: number): number {
+    const hi = this.dv.getUint32(this.base + o + 4, true);
+    return hi >= 0x20_0000 ? Number.MAX_SAFE_INTEGER : this.dv.getUint32(this.base + o, true) + hi * 0x1_0000_0000;
   }
 
   /** u64 at request offset `o` as a number; beyond 2^53 is refused. */

@@ -58,7 +58,7 @@ export class FakeFuseClient {
           if (!reply) return resolve(null);
           const b = Buffer.from(reply);
           if (b.length < 16 || b.readUInt32LE(0) !== b.length) return reject(new Error(`bad reply length ${b.length}`));
-          resolve({ error: -b.readInt32LE(4), unique: b.readBigUInt64LE(8), body: b.subarray(16) });
+          resolve({ error: 0 - b.readInt32LE(4), unique: b.readBigUInt64LE(8), body: b.subarray(16) });
         });
       } catch (error) {
         reject(error);
