@@ -8,6 +8,7 @@ import fc from 'fast-check';
 import { GuestMemory } from '../../src/memory/guest-memory.js';
 import type { ActivationContext } from '../../src/virtio/device.js';
 import { HybridUnixVsock } from '../../src/virtio/devices/vsock/hybrid-unix.js';
+import { openHybridVsockDevice } from '../../src/virtio/devices/vsock/index.js';
 import { PacketHeader, VSOCK_HEADER_SIZE, VsockOp } from '../../src/virtio/devices/vsock/packet.js';
 import { VsockDevice } from '../../src/virtio/devices/vsock/vsock-device.js';
 import { FakeVirtqueue } from './net-fake-virtqueue.js';
@@ -322,4 +323,32 @@ test('hostile packets: no throw, bad ones dropped or reset, device keeps working
     server.close();
     cleanup();
   }
+});
+
+test('openHybridVsockDevice listens; CONNECT before the driver is up is refused; close releases everything', async () => {
+  const { dir, cleanup } = withDir();
+  const path = join(dir, 'v.sock');
+  const opened = await openHybridVsockDevice({ guestCid: 42, udsPath: path, log: () => {} });
+  try {
+    const config = new Uint8Array(8);
+    opened.device.readConfig(0, config);
+    assert.equal(new DataView(config.buffer).getBigUint64(0, true), 42n);
+    const client = createConnection({ path });
+    let closed = false;
+    let text = '';
+    client.on('data', (d) => { text += d.toString(); });
+    client.on('close', () => { closed = true; });
+    client.on('error', () => {});
+    client.write('CONNECT 5\n');
+    await until(() => closed, 'refused client closed');
+    assert.equal(text, '', 'no OK for an inactive device');
+    // A client that never finishes its CONNECT line does not keep close() waiting.
+    const idle = createConnection({ path });
+    idle.on('error', () => {});
+    await sleep(20);
+  } finally {
+    await opened.close();
+    cleanup();
+  }
+  assert.throws(() => new VsockDevice({ guestCid: 2, host: new HybridUnixVsock('/x') }), /reserved/);
 });

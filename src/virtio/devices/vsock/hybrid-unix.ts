@@ -14,6 +14,8 @@ const MAX_COMMAND_BYTES = 64;
 
 export class HybridUnixVsock implements VsockHostSide {
   private server: Server | undefined;
+  /** Accepted sockets still waiting for their CONNECT line. */
+  private readonly handshaking = new Set<Socket>();
 
   constructor(readonly udsPath: string) {
     if (udsPath.length === 0) throw new InputError('vsock: empty Unix socket path');
@@ -46,13 +48,17 @@ export class HybridUnixVsock implements VsockHostSide {
   async close(): Promise<void> {
     const server = this.server;
     this.server = undefined;
+    for (const socket of this.handshaking) socket.destroy();
+    this.handshaking.clear();
     if (server === undefined) return;
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
   private accept(device: VsockDevice, socket: Socket): void {
     let buffered = Buffer.alloc(0);
+    this.handshaking.add(socket);
     socket.on('error', () => {});
+    socket.once('close', () => this.handshaking.delete(socket));
     const onData = (chunk: Buffer): void => {
       buffered = Buffer.concat([buffered, chunk]);
       const newline = buffered.indexOf(0x0a);
@@ -62,6 +68,7 @@ export class HybridUnixVsock implements VsockHostSide {
       }
       socket.pause();
       socket.off('data', onData);
+      this.handshaking.delete(socket);
       const line = buffered.subarray(0, newline).toString('latin1').replace(/\r$/, '');
       const rest = buffered.subarray(newline + 1);
       const match = /^CONNECT ([0-9]{1,10})$/.exec(line);
