@@ -352,3 +352,46 @@ test('openHybridVsockDevice listens; CONNECT before the driver is up is refused;
   }
   assert.throws(() => new VsockDevice({ guestCid: 2, host: new HybridUnixVsock('/x') }), /reserved/);
 });
+
+test('timeouts: an unanswered host CONNECT and an unacknowledged SHUTDOWN end in RST', async () => {
+  const { dir, cleanup } = withDir();
+  const path = join(dir, 'v.sock');
+  const pending: Array<() => void> = [];
+  const timers = { set: (_ms: number, fn: () => void) => { pending.push(fn); return () => { const i = pending.indexOf(fn); if (i >= 0) pending.splice(i, 1); }; } };
+  const host = new HybridUnixVsock(path);
+  const server = await listen(`${path}_8`, (s) => s.end('x'));
+  const g = new Guest(host);
+  // Swap in a device with fake timers, on the same rings.
+  g.device.reset();
+  g.device = new VsockDevice({ guestCid: GUEST_CID, host, log: () => {}, timers });
+  g.device.activate({ memory: g.memory, features: 1n << 32n, queues: [g.rx.config, g.tx.config, g.ev.config], notifyQueue: () => {}, notifyConfig: () => {}, needsReset: (r) => g.resets.push(r) });
+  await host.listen(g.device);
+  try {
+    const client = createConnection({ path });
+    let closed = false;
+    client.on('close', () => { closed = true; });
+    client.on('error', () => {});
+    client.write('CONNECT 9\n');
+    const request = await g.waitFor((p) => p.op === VsockOp.Request, 'REQUEST');
+    assert.equal(pending.length, 1, 'connect timer armed');
+    pending.shift()!();
+    const rst = await g.waitFor((p) => p.op === VsockOp.Rst, 'RST after the connect timeout');
+    assert.equal(rst.srcPort, request.srcPort);
+    await until(() => closed, 'client closed');
+
+    g.send({ op: VsockOp.Request, srcPort: 4, dstPort: 8 });
+    await g.waitFor((p) => p.op === VsockOp.Response, 'RESPONSE');
+    await g.waitFor((p) => p.op === VsockOp.Shutdown, 'SHUTDOWN after host EOF');
+    assert.equal(g.device.openConnections, 1);
+    assert.equal(pending.length, 1, 'close timer armed');
+    pending.shift()!();
+    await g.waitFor((p) => p.op === VsockOp.Rst, 'RST after the close timeout');
+    assert.equal(g.device.openConnections, 0);
+  } finally {
+    g.device.reset();
+    resetGuests();
+    server.close();
+    await host.close();
+    cleanup();
+  }
+});

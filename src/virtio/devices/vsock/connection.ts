@@ -44,6 +44,8 @@ export class VsockConnection {
   queued = false;
   /** Host-initiated connections: what to run when the guest accepts. */
   onEstablished: ((hostPort: number) => void) | undefined;
+  /** Cancels the pending connect/close timeout, if any. */
+  cancelTimer: (() => void) | undefined;
 
   constructor(
     readonly hostPort: number,

@@ -19,6 +19,23 @@ const QUEUE_SIZE = 256;
 export const MAX_PACKET_PAYLOAD = 64 * 1024;
 const FIRST_EPHEMERAL_PORT = 1 << 30;
 
+/** How long a host-initiated connection waits for the guest's RESPONSE, and a closing one for its RST. */
+export const CONNECT_TIMEOUT_MS = 2000;
+export const CLOSE_TIMEOUT_MS = 2000;
+
+/** Injected timers (DESIGN rule 8): set() returns a cancel function. */
+export interface VsockTimers {
+  set(ms: number, callback: () => void): () => void;
+}
+
+const realTimers: VsockTimers = {
+  set: (ms, callback) => {
+    const handle = setTimeout(callback, ms);
+    handle.unref();
+    return () => clearTimeout(handle);
+  },
+};
+
 /** Where guest-initiated connections go. */
 export interface VsockHostSide {
   /** A socket connecting to whatever serves host port `port`; it emits 'connect' or 'error'. */
@@ -30,6 +47,7 @@ export interface VsockDeviceOptions extends DeviceOptions {
   readonly guestCid: number;
   readonly host: VsockHostSide;
   readonly maxConnections?: number;
+  readonly timers?: VsockTimers;
 }
 
 interface ControlPacket {
@@ -55,6 +73,7 @@ export class VsockDevice extends QueueDevice {
   readonly metrics: VsockMetrics = { packetsFromGuest: 0, packetsToGuest: 0, droppedFromGuest: 0, resets: 0 };
   private readonly host: VsockHostSide;
   private readonly maxConnections: number;
+  private readonly timers: VsockTimers;
   private readonly connections = new Map<number, Map<number, VsockConnection>>();
   private connectionCount = 0;
   private readonly control: ControlPacket[] = [];
@@ -75,6 +94,7 @@ export class VsockDevice extends QueueDevice {
     new DataView(this.configBytes.buffer).setBigUint64(0, BigInt(this.guestCid), true);
     this.host = options.host;
     this.maxConnections = options.maxConnections ?? 1024;
+    this.timers = options.timers ?? realTimers;
   }
 
   protected get name(): string {
@@ -129,6 +149,8 @@ export class VsockDevice extends QueueDevice {
     if (initialData.length > 0) this.queueHostData(conn, initialData);
     this.attachSocket(conn);
     this.queueControl(VsockOp.Request, conn.hostPort, conn.guestPort, 0);
+    // A guest that never answers must not leave the host client hanging.
+    this.startTimer(conn, CONNECT_TIMEOUT_MS);
     this.kick();
     return true;
   }
@@ -165,6 +187,8 @@ export class VsockDevice extends QueueDevice {
           break;
         }
         conn.state = 'established';
+        conn.cancelTimer?.();
+        conn.cancelTimer = undefined;
         conn.onEstablished?.(conn.hostPort);
         if (conn.pendingBytes > 0) this.markReady(conn);
         if (conn.hostEnded) this.maybeFinish(conn);
@@ -305,6 +329,20 @@ export class VsockDevice extends QueueDevice {
     conn.shutdownQueued = true;
     conn.state = 'closing';
     this.queueControl(VsockOp.Shutdown, conn.hostPort, conn.guestPort, SHUTDOWN_RCV | SHUTDOWN_SEND);
+    // 5.10.6.6: the guest should answer with RST; if it does not, end it ourselves.
+    this.startTimer(conn, CLOSE_TIMEOUT_MS);
+  }
+
+  /** After `ms`, a connection still in the same state is reset (and the guest told). */
+  private startTimer(conn: VsockConnection, ms: number): void {
+    conn.cancelTimer?.();
+    conn.cancelTimer = this.timers.set(ms, () => {
+      conn.cancelTimer = undefined;
+      if (!this.isLive(conn)) return;
+      this.log(`virtio-vsock: guest port ${conn.guestPort} did not answer in ${ms} ms; connection reset`);
+      this.resetConnection(conn, conn.hostPort, conn.guestPort);
+      this.kick();
+    });
   }
 
   private markReady(conn: VsockConnection): void {
@@ -454,6 +492,8 @@ export class VsockDevice extends QueueDevice {
     byGuest.delete(conn.guestPort);
     if (byGuest.size === 0) this.connections.delete(conn.hostPort);
     this.connectionCount--;
+    conn.cancelTimer?.();
+    conn.cancelTimer = undefined;
     conn.socket.destroy();
   }
 
