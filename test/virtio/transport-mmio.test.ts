@@ -118,3 +118,26 @@ test('queue high address bits beyond 2^53 make activation fail with NEEDS_RESET'
   assert.equal(device.activations, 0);
   assert.equal(read(mmio, R.Status, 4) & DeviceStatus.DeviceNeedsReset, DeviceStatus.DeviceNeedsReset);
 });
+
+test('a device may signal or give up from inside activate()', () => {
+  const memory = GuestMemory.anonymous([{ start: 0, size: 1 << 20 }]);
+  const line = new RecordingLine();
+  class EagerDevice extends RecordingDevice {
+    giveUp = false;
+    override activate(context: Parameters<RecordingDevice['activate']>[0]): void {
+      super.activate(context);
+      if (this.giveUp) context.needsReset('rings are junk');
+      else context.notifyQueue(1);
+    }
+  }
+  const eager = new EagerDevice();
+  const mmio = new VirtioMmioDevice(eager, { memory, interrupt: line });
+  bringUp(mmio);
+  assert.equal(read(mmio, R.InterruptStatus, 4), 1, 'the interrupt raised inside activate() is kept');
+  assert.equal(mmio.transport.isActive, true);
+  write(mmio, R.InterruptAck, 4, 1);
+  eager.giveUp = true;
+  bringUp(mmio);
+  assert.equal(mmio.transport.isActive, false, 'needs-reset inside activate() leaves the transport stopped');
+  assert.equal(read(mmio, R.Status, 4) & DeviceStatus.DeviceNeedsReset, DeviceStatus.DeviceNeedsReset);
+});

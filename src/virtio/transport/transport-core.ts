@@ -234,10 +234,11 @@ export class VirtioTransportCore {
         if (epoch === this.epoch) this.needsReset(reason);
       },
     };
+    // Active before the call: a device may signal (or ask for a reset) from inside activate().
+    this.active = true;
+    this.metrics.activations++;
     try {
       this.device.activate(context);
-      this.active = true;
-      this.metrics.activations++;
     } catch (error: unknown) {
       this.needsReset(`activation failed: ${error instanceof Error ? error.message : String(error)}`);
     }
