@@ -177,8 +177,14 @@ test('connecting to a host port nobody serves gets RST; host EOF becomes SHUTDOW
     await g.waitFor((p) => p.op === VsockOp.Response, 'RESPONSE');
     const data = await g.waitFor((p) => p.op === VsockOp.Rw, 'RW');
     assert.equal(data.payload.toString(), 'bye');
-    const shutdown = await g.waitFor((p) => p.op === VsockOp.Shutdown, 'SHUTDOWN');
-    assert.equal(shutdown.flags, 3);
+    // Host EOF: SHUTDOWN(SEND) only; the guest may still write (half-close).
+    const half = await g.waitFor((p) => p.op === VsockOp.Shutdown, 'SHUTDOWN(SEND)');
+    assert.equal(half.flags, 2);
+    assert.equal(g.device.openConnections, 1);
+    // The guest is done too: its FIN reaches the host, the socket closes, SHUTDOWN(both).
+    g.send({ op: VsockOp.Shutdown, srcPort: 2, dstPort: 7, flags: 2 });
+    const full = await g.waitFor((p) => p.op === VsockOp.Shutdown, 'SHUTDOWN(both)');
+    assert.equal(full.flags, 3);
     g.send({ op: VsockOp.Rst, srcPort: 2, dstPort: 7 });
     assert.equal(g.device.openConnections, 0);
   } finally {
@@ -381,7 +387,10 @@ test('timeouts: an unanswered host CONNECT and an unacknowledged SHUTDOWN end in
 
     g.send({ op: VsockOp.Request, srcPort: 4, dstPort: 8 });
     await g.waitFor((p) => p.op === VsockOp.Response, 'RESPONSE');
-    await g.waitFor((p) => p.op === VsockOp.Shutdown, 'SHUTDOWN after host EOF');
+    await g.waitFor((p) => p.op === VsockOp.Shutdown && p.flags === 2, 'SHUTDOWN(SEND) after host EOF');
+    assert.equal(pending.length, 0, 'no timer for a half-close');
+    g.send({ op: VsockOp.Shutdown, srcPort: 4, dstPort: 8, flags: 2 });
+    await g.waitFor((p) => p.op === VsockOp.Shutdown && p.flags === 3, 'SHUTDOWN(both) after the host socket closed');
     assert.equal(g.device.openConnections, 1);
     assert.equal(pending.length, 1, 'close timer armed');
     pending.shift()!();
@@ -391,6 +400,39 @@ test('timeouts: an unanswered host CONNECT and an unacknowledged SHUTDOWN end in
     g.device.reset();
     resetGuests();
     server.close();
+    await host.close();
+    cleanup();
+  }
+});
+
+test('half-close: the host stops sending and still reads the guest answer', async () => {
+  const { dir, cleanup } = withDir();
+  const path = join(dir, 'v.sock');
+  const host = new HybridUnixVsock(path);
+  const g = new Guest(host);
+  await host.listen(g.device);
+  try {
+    const client = createConnection({ path, allowHalfOpen: true });
+    let text = '';
+    let ended = false;
+    client.on('data', (d) => { text += d.toString(); });
+    client.on('end', () => { ended = true; client.end(); });
+    client.write('CONNECT 80\nquestion');
+    const request = await g.waitFor((p) => p.op === VsockOp.Request, 'REQUEST');
+    g.send({ op: VsockOp.Response, srcPort: 80, dstPort: request.srcPort });
+    const q = await g.waitFor((p) => p.op === VsockOp.Rw, 'question');
+    assert.equal(q.payload.toString(), 'question');
+    client.end(); // half-close: no more from the host
+    const half = await g.waitFor((p) => p.op === VsockOp.Shutdown, 'SHUTDOWN(SEND)');
+    assert.equal(half.flags, 2);
+    g.send({ op: VsockOp.Rw, srcPort: 80, dstPort: request.srcPort, payload: Buffer.from('answer') });
+    g.send({ op: VsockOp.Shutdown, srcPort: 80, dstPort: request.srcPort, flags: 2 });
+    await until(() => ended, 'host sees EOF after the answer');
+    assert.equal(text, `OK ${request.srcPort}\nanswer`);
+    const full = await g.waitFor((p) => p.op === VsockOp.Shutdown, 'SHUTDOWN(both)');
+    assert.equal(full.flags, 3);
+  } finally {
+    resetGuests();
     await host.close();
     cleanup();
   }

@@ -37,6 +37,9 @@ export class VsockConnection {
   paused = false;
   /** The host end finished sending (EOF) or went away. */
   hostEnded = false;
+  /** The host end half-closed (EOF) but may still read: SHUTDOWN(SEND) goes to the guest. */
+  hostEof = false;
+  halfShutdownQueued = false;
   /** A SHUTDOWN or RST was queued for the guest. */
   shutdownQueued = false;
   creditRequested = false;

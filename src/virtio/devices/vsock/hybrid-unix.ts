@@ -23,7 +23,7 @@ export class HybridUnixVsock implements VsockHostSide {
 
   /** Guest-initiated: the socket for host port `port` is "<udsPath>_<port>". */
   connect(port: number): Socket {
-    const socket = createConnection({ path: `${this.udsPath}_${port}` });
+    const socket = createConnection({ path: `${this.udsPath}_${port}`, allowHalfOpen: true });
     socket.pause();
     return socket;
   }
@@ -34,7 +34,7 @@ export class HybridUnixVsock implements VsockHostSide {
       if (!lstatSync(this.udsPath).isSocket()) throw new InputError(`vsock: ${this.udsPath} exists and is not a socket`);
       unlinkSync(this.udsPath);
     }
-    const server = createServer((socket) => this.accept(device, socket));
+    const server = createServer({ allowHalfOpen: true }, (socket) => this.accept(device, socket));
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

@@ -191,7 +191,7 @@ export class VsockDevice extends QueueDevice {
         conn.cancelTimer = undefined;
         conn.onEstablished?.(conn.hostPort);
         if (conn.pendingBytes > 0) this.markReady(conn);
-        if (conn.hostEnded) this.maybeFinish(conn);
+        this.maybeFinish(conn);
         break;
       case VsockOp.Rst:
         if (conn !== undefined) this.remove(conn);
@@ -300,6 +300,13 @@ export class VsockDevice extends QueueDevice {
     socket.on('error', () => {
       // 'close' follows; a connect failure is handled there too.
     });
+    // Sockets are half-open capable: the host may stop sending and still read the answer.
+    socket.on('end', () => {
+      if (!this.isLive(conn)) return;
+      conn.hostEof = true;
+      this.maybeFinish(conn);
+      this.kick();
+    });
     socket.on('close', () => {
       if (!this.isLive(conn)) return;
       conn.hostEnded = true;
@@ -323,9 +330,19 @@ export class VsockDevice extends QueueDevice {
     if (conn.state === 'established') this.markReady(conn);
   }
 
-  /** Once the host side is gone and its data delivered: SHUTDOWN (both) to the guest. */
+  /**
+   * Once the host's data is delivered: after a host EOF, SHUTDOWN(SEND) (the guest reads EOF and
+   * may still write); after the host socket closed, SHUTDOWN(both) and wait for the guest's RST.
+   */
   private maybeFinish(conn: VsockConnection): void {
-    if (!conn.hostEnded || conn.pendingBytes > 0 || conn.shutdownQueued) return;
+    if (conn.pendingBytes > 0 || conn.shutdownQueued || conn.state !== 'established' && conn.state !== 'closing') return;
+    if (!conn.hostEnded) {
+      if (conn.hostEof && !conn.halfShutdownQueued) {
+        conn.halfShutdownQueued = true;
+        this.queueControl(VsockOp.Shutdown, conn.hostPort, conn.guestPort, SHUTDOWN_SEND);
+      }
+      return;
+    }
     conn.shutdownQueued = true;
     conn.state = 'closing';
     this.queueControl(VsockOp.Shutdown, conn.hostPort, conn.guestPort, SHUTDOWN_RCV | SHUTDOWN_SEND);
