@@ -59,6 +59,23 @@ export class MsixTable {
     for (let v = 0; v < this.vectorCount; v++) this.tableView.setUint32(v * ENTRY_SIZE + 12, VECTOR_CONTROL_MASKED, true);
   }
 
+  /** Snapshot: the vector table and pending bits (the control word lives in config space). */
+  state(): { table: string; pba: string } {
+    return { table: Buffer.from(this.table).toString('base64'), pba: Buffer.from(this.pba).toString('base64') };
+  }
+
+  /** Restores table and PBA; call after the config space bytes are back. */
+  restore(state: { table: string; pba: string }, config: PciConfigSpace): void {
+    const table = Buffer.from(String(state.table), 'base64');
+    const pba = Buffer.from(String(state.pba), 'base64');
+    if (table.length !== this.table.length || pba.length !== this.pba.length) throw new RangeError('MSI-X snapshot does not match the vector count');
+    this.table.set(table);
+    this.pba.set(pba);
+    const control = config.view.getUint16(this.capabilityOffset + 2, true);
+    this.enabled = (control & CONTROL_ENABLE) !== 0;
+    this.functionMasked = (control & CONTROL_FUNCTION_MASK) !== 0;
+  }
+
   private controlWritten(config: PciConfigSpace): void {
     const control = config.view.getUint16(this.capabilityOffset + 2, true);
     const wasMasked = !this.enabled || this.functionMasked;

@@ -47,6 +47,8 @@ export interface AddDeviceOptions {
   readonly slot?: number;
   /** Value for the Interrupt Line register (the GSI the machine routes INTx to). */
   readonly interruptLine?: number;
+  /** Keep the BAR addresses already in the device's config space (a restored snapshot). */
+  readonly preserveBars?: boolean;
 }
 
 export class PciSegment {
@@ -114,7 +116,9 @@ export class PciSegment {
       assignments.push([bar, address]);
       cursor = address + spec.size;
     }
-    for (const [bar, address] of assignments) device.config.setBarAddress(bar, address);
+    if (options.preserveBars !== true) {
+      for (const [bar, address] of assignments) device.config.setBarAddress(bar, address);
+    }
     this.nextFree = cursor;
     if (options.interruptLine !== undefined) device.config.bytes[PciHeader.InterruptLine] = options.interruptLine;
     this.slots[slot] = device;

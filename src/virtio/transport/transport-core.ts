@@ -35,6 +35,43 @@ export interface TransportSignals {
   resetInterrupts(): void;
 }
 
+/** Where a running queue's indices stand (what a QueueDevice reports as queuePosition). */
+export interface QueuePositionState {
+  readonly nextAvail: number;
+  readonly nextUsed: number;
+}
+
+/** A plain, JSON-safe snapshot of the shared transport state (DESIGN rule 7). */
+export interface TransportCoreState {
+  readonly status: number;
+  readonly deviceFeatureSelect: number;
+  readonly driverFeatureSelect: number;
+  /** Hex, so the snapshot survives JSON. */
+  readonly driverFeatures: string;
+  readonly queueSelect: number;
+  readonly configGeneration: number;
+  readonly queues: ReadonlyArray<{ readonly size: number; readonly ready: boolean; readonly desc: number; readonly driver: number; readonly device: number }>;
+  /** Ring positions of running queues, when the device could report them. */
+  readonly positions: ReadonlyArray<QueuePositionState | null>;
+}
+
+export class TransportStateError extends Error {
+  readonly kind = 'transport-state' as const;
+  constructor(message: string) {
+    super(`bad virtio transport snapshot: ${message}`);
+    this.name = 'TransportStateError';
+  }
+}
+
+/** A device that can say where its rings stand (every novm QueueDevice can). */
+interface PositionReporter {
+  queuePosition(index: number): QueuePositionState | undefined;
+}
+
+function reportsPositions(device: VirtioDeviceModel): device is VirtioDeviceModel & PositionReporter {
+  return typeof (device as Partial<PositionReporter>).queuePosition === 'function';
+}
+
 export interface TransportMetrics {
   invalidAccesses: number;
   invalidTransitions: number;
@@ -199,7 +236,74 @@ export class VirtioTransportCore {
     return (features & ~this.offeredFeatures) === 0n && (features & VIRTIO_F_VERSION_1) !== 0n;
   }
 
-  private activate(): void {
+  state(): TransportCoreState {
+    const positions: Array<QueuePositionState | null> = this.queues.map((_, i) => {
+      if (!this.active || !reportsPositions(this.device)) return null;
+      const p = this.device.queuePosition(i);
+      return p === undefined ? null : { nextAvail: p.nextAvail, nextUsed: p.nextUsed };
+    });
+    return {
+      status: this.status,
+      deviceFeatureSelect: this.deviceFeatureSelect,
+      driverFeatureSelect: this.driverFeatureSelect,
+      driverFeatures: this.driverFeatures.toString(16),
+      queueSelect: this.queueSelect,
+      configGeneration: this.configGeneration,
+      queues: this.queues.map((q) => ({ size: q.size, ready: q.ready, desc: q.desc, driver: q.driver, device: q.device })),
+      positions,
+    };
+  }
+
+  /** Validates a snapshot without touching anything; throws TransportStateError. */
+  checkState(state: TransportCoreState): { status: number; features: bigint } {
+    const u32 = (v: unknown, what: string): number => {
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffff_ffff) throw new TransportStateError(`${what} = ${String(v)}`);
+      return v;
+    };
+    if (!Array.isArray(state.queues) || state.queues.length !== this.queues.length) throw new TransportStateError(`${String(state.queues?.length)} queues, device has ${this.queues.length}`);
+    if (!Array.isArray(state.positions) || state.positions.length !== this.queues.length) throw new TransportStateError('positions do not match the queues');
+    if (typeof state.driverFeatures !== 'string' || !/^[0-9a-f]{1,32}$/.test(state.driverFeatures)) throw new TransportStateError(`driverFeatures = ${String(state.driverFeatures)}`);
+    const status = u32(state.status, 'status');
+    if (status > 0xff) throw new TransportStateError(`status = ${status}`);
+    const features = BigInt(`0x${state.driverFeatures}`);
+    if ((features & ~this.offeredFeatures) !== 0n) throw new TransportStateError('driver features the device does not offer');
+    for (const v of [state.deviceFeatureSelect, state.driverFeatureSelect, state.queueSelect, state.configGeneration]) u32(v, 'a select or generation register');
+    state.queues.forEach((q, i) => {
+      const max = this.device.queueMaxSizes[i] ?? 0;
+      if (u32(q.size, `queue ${i} size`) > max) throw new TransportStateError(`queue ${i} size ${q.size} > ${max}`);
+      for (const a of [q.desc, q.driver, q.device]) {
+        if (typeof a !== 'number' || !Number.isSafeInteger(a) || a < 0 || a > MAX_ADDRESS) throw new TransportStateError(`queue ${i} address ${String(a)}`);
+      }
+    });
+    for (const p of state.positions) {
+      if (p !== null && (typeof p !== 'object' || !Number.isInteger(p.nextAvail) || !Number.isInteger(p.nextUsed))) throw new TransportStateError('a ring position is not a pair of integers');
+    }
+    return { status, features };
+  }
+
+  /**
+   * Loads a snapshot taken from a transport over the same kind of device. A device that was
+   * running (DRIVER_OK, no NEEDS_RESET) is activated again, its queues resuming at the saved
+   * ring positions. Throws TransportStateError for a snapshot that does not fit.
+   */
+  restore(state: TransportCoreState, beforeActivate?: () => void): void {
+    const { status, features } = this.checkState(state);
+    this.reset();
+    this.status = status;
+    this.deviceFeatureSelect = state.deviceFeatureSelect;
+    this.driverFeatureSelect = state.driverFeatureSelect;
+    this.driverFeatures = features;
+    this.queueSelect = state.queueSelect;
+    this.configGeneration = state.configGeneration & 0xff;
+    state.queues.forEach((q, i) => Object.assign(this.queues[i]!, { size: q.size, ready: q.ready === true, desc: q.desc, driver: q.driver, device: q.device }));
+    // The transport's own interrupt routing comes back before the device can signal.
+    beforeActivate?.();
+    if ((status & DeviceStatus.DriverOk) !== 0 && (status & (DeviceStatus.DeviceNeedsReset | DeviceStatus.Failed)) === 0) {
+      this.activate(state.positions);
+    }
+  }
+
+  private activate(positions?: ReadonlyArray<QueuePositionState | null>): void {
     const queues: Array<QueueConfig | undefined> = [];
     const packed = (this.driverFeatures & VIRTIO_F_RING_PACKED) !== 0n;
     for (let i = 0; i < this.queues.length; i++) {
@@ -213,7 +317,10 @@ export class VirtioTransportCore {
         this.needsReset(`queue ${i}: ${problem}`);
         return;
       }
-      queues.push({ size: q.size, descAddr: q.desc, driverAddr: q.driver, deviceAddr: q.device });
+      const at = positions?.[i];
+      queues.push(at === null || at === undefined
+        ? { size: q.size, descAddr: q.desc, driverAddr: q.driver, deviceAddr: q.device }
+        : { size: q.size, descAddr: q.desc, driverAddr: q.driver, deviceAddr: q.device, nextAvail: at.nextAvail & 0xffff, nextUsed: at.nextUsed & 0xffff } as QueueConfig);
     }
     const epoch = this.epoch;
     const context: ActivationContext = {

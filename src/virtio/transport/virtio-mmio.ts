@@ -7,7 +7,13 @@ import type { BusDevice } from '../../bus/bus-device.js';
 import type { GuestMemory } from '../../memory/guest-memory.js';
 import { silentLog, type GuestLog } from '../../pci/guest-log.js';
 import type { VirtioDeviceModel } from '../device.js';
-import { VirtioTransportCore, type TransportSignals } from './transport-core.js';
+import { VirtioTransportCore, type TransportCoreState, type TransportSignals } from './transport-core.js';
+
+/** JSON-safe snapshot of a virtio-mmio device (DESIGN rule 7). */
+export interface VirtioMmioState {
+  readonly core: TransportCoreState;
+  readonly interruptStatus: number;
+}
 
 export const VIRTIO_MMIO_MAGIC = 0x74726976; // "virt"
 export const VIRTIO_MMIO_VERSION = 2;
@@ -82,6 +88,19 @@ export class VirtioMmioDevice implements BusDevice {
       },
     };
     this.transport = new VirtioTransportCore(device, options.memory, signals, options.log ?? silentLog);
+  }
+
+  state(): VirtioMmioState {
+    return { core: this.transport.state(), interruptStatus: this.interruptStatus };
+  }
+
+  /** Loads a snapshot into this freshly built device; a pending interrupt is raised again. */
+  restore(state: VirtioMmioState): void {
+    this.transport.restore(state.core, () => {
+      this.interruptStatus = typeof state.interruptStatus === 'number' ? state.interruptStatus & 3 : 0;
+      if (this.level) this.updateLine();
+      else if (this.interruptStatus !== 0) this.line.trigger();
+    });
   }
 
   /** Guest physical address of QueueNotify for a device registered at `base`. */

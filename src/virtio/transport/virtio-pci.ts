@@ -13,7 +13,20 @@ import { silentLog, type GuestLog } from '../../pci/guest-log.js';
 import { MsixTable } from '../../pci/msix.js';
 import type { PciDevice } from '../../pci/pci-device.js';
 import type { VirtioDeviceModel } from '../device.js';
-import { VirtioTransportCore, type TransportSignals } from './transport-core.js';
+import { TransportStateError, VirtioTransportCore, type TransportCoreState, type TransportSignals } from './transport-core.js';
+
+/** JSON-safe snapshot of a virtio-pci function (DESIGN rule 7). */
+export interface VirtioPciState {
+  readonly core: TransportCoreState;
+  /** The conventional 256 bytes of config space, base64. */
+  readonly config: string;
+  readonly msix: { readonly table: string; readonly pba: string };
+  readonly configVector: number;
+  readonly queueVectors: readonly number[];
+  readonly isr: number;
+}
+
+const CONVENTIONAL_CONFIG = 256;
 
 export const VIRTIO_PCI_VENDOR_ID = 0x1af4;
 export const VIRTIO_PCI_DEVICE_ID_BASE = 0x1040;
@@ -143,6 +156,51 @@ export class VirtioPciDevice implements PciDevice {
     this.config.setWriteMask(this.pciCfgCap + 16, 4, 0xffff_ffff);
     const vectors = Math.min(queueCount + 1, MAX_VECTORS);
     this.msix = new MsixTable(vectors, this.config, VIRTIO_PCI_BAR, MSIX_TABLE_OFFSET, MSIX_PBA_OFFSET, (address, data) => this.interrupts.msi(address, data));
+  }
+
+  state(): VirtioPciState {
+    return {
+      core: this.transport.state(),
+      config: Buffer.from(this.config.bytes.subarray(0, CONVENTIONAL_CONFIG)).toString('base64'),
+      msix: this.msix.state(),
+      configVector: this.configVector,
+      queueVectors: [...this.queueVectors],
+      isr: this.isr,
+    };
+  }
+
+  /**
+   * Loads a snapshot into this freshly built function (same device type). Plug it in with
+   * `segment.addDevice(pci, { slot, preserveBars: true })` afterwards so the BARs stay where the
+   * guest put them. Interrupts that were pending are raised again.
+   */
+  restore(state: VirtioPciState): void {
+    const bytes = Buffer.from(String(state.config), 'base64');
+    if (bytes.length !== CONVENTIONAL_CONFIG) throw new TransportStateError(`config space of ${bytes.length} bytes`);
+    // Identity and layout are the device's, not the snapshot's: they must agree.
+    const same = (from: number, to: number): boolean => bytes.subarray(from, to).equals(Buffer.from(this.config.bytes.subarray(from, to)));
+    if (!same(0x00, 0x04) || !same(0x08, 0x0c) || !same(0x2c, 0x30) || !same(0x34, 0x35)) throw new TransportStateError('config space belongs to another device');
+    const vectors = state.queueVectors;
+    if (!Array.isArray(vectors) || vectors.length !== this.queueVectors.length) throw new TransportStateError('queue vector count');
+    const vector = (v: unknown): number => (typeof v === 'number' && Number.isInteger(v) && (v === VIRTIO_MSI_NO_VECTOR || (v >= 0 && v < this.msix.vectorCount)) ? v : VIRTIO_MSI_NO_VECTOR);
+    // Everything is checked before anything changes: a refused snapshot leaves no trace.
+    this.transport.checkState(state.core);
+    if (Buffer.from(String(state.msix?.table), 'base64').length !== this.msix.table.length ||
+      Buffer.from(String(state.msix?.pba), 'base64').length !== this.msix.pba.length) {
+      throw new TransportStateError('MSI-X table size');
+    }
+    this.config.bytes.set(bytes);
+    try {
+      this.msix.restore(state.msix, this.config);
+    } catch (error: unknown) {
+      throw new TransportStateError(error instanceof Error ? error.message : String(error));
+    }
+    this.transport.restore(state.core, () => {
+      this.configVector = vector(state.configVector);
+      vectors.forEach((v, i) => { this.queueVectors[i] = vector(v); });
+      this.isr = typeof state.isr === 'number' ? state.isr & 3 : 0;
+      this.updateIntx();
+    });
   }
 
   /** A virtio_pci_cap (16 bytes + `extra`); returns its config-space offset. */
