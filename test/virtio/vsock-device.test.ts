@@ -437,3 +437,28 @@ test('half-close: the host stops sending and still reads the guest answer', asyn
     cleanup();
   }
 });
+
+test('TRANSPORT_RESET: connections dropped, one event in the guest event buffer', async () => {
+  const { dir, cleanup } = withDir();
+  const host = new HybridUnixVsock(join(dir, 'v.sock'));
+  let hostClosed = false;
+  const server = await listen(join(dir, 'v.sock_3'), (s) => { s.on('close', () => { hostClosed = true; }); });
+  try {
+    const g = new Guest(host);
+    assert.equal(g.device.announceTransportReset(), false, 'no event buffer posted yet');
+    const { head, addr } = g.ev.postWritable(8);
+    g.memory.writeU32LE(addr, 0xdead);
+    g.send({ op: VsockOp.Request, srcPort: 1, dstPort: 3 });
+    await g.waitFor((p) => p.op === VsockOp.Response, 'RESPONSE');
+    assert.equal(g.device.openConnections, 1);
+    assert.equal(g.device.announceTransportReset(), true);
+    assert.equal(g.device.openConnections, 0);
+    assert.deepEqual(g.ev.takeUsed(), [{ id: head, len: 4 }]);
+    assert.equal(g.memory.readU32LE(addr), 0, 'VIRTIO_VSOCK_EVENT_TRANSPORT_RESET');
+    await until(() => hostClosed, 'host socket closed');
+  } finally {
+    resetGuests();
+    server.close();
+    cleanup();
+  }
+});

@@ -14,6 +14,10 @@ import { PacketHeader, SHUTDOWN_RCV, SHUTDOWN_SEND, VSOCK_HEADER_SIZE, VSOCK_HOS
 export const VIRTIO_ID_VSOCK = 19;
 const RX_QUEUE = 0;
 const TX_QUEUE = 1;
+const EVENT_QUEUE = 2;
+/** struct virtio_vsock_event { le32 id; }, id 0 = VIRTIO_VSOCK_EVENT_TRANSPORT_RESET (5.10.6.7). */
+const EVENT_TRANSPORT_RESET = 0;
+const EVENT_SIZE = 4;
 const QUEUE_SIZE = 256;
 /** Largest payload novm accepts or sends in one packet (Linux uses at most 64 KiB). */
 export const MAX_PACKET_PAYLOAD = 64 * 1024;
@@ -153,6 +157,40 @@ export class VsockDevice extends QueueDevice {
     this.startTimer(conn, CONNECT_TIMEOUT_MS);
     this.kick();
     return true;
+  }
+
+  /**
+   * Tells the guest its connections are gone (after a snapshot restore, say): every open
+   * connection is dropped and a TRANSPORT_RESET event goes on the event queue (5.10.6.7), after
+   * which the guest re-reads guest_cid and resets its sockets. False if the guest posted no
+   * event buffer (or the device is not running).
+   */
+  announceTransportReset(): boolean {
+    const queue = this.queues[EVENT_QUEUE];
+    const chain = this.chains[EVENT_QUEUE];
+    const memory = this.memory;
+    if (!this.isActive || queue === undefined || chain === undefined || memory === undefined) return false;
+    for (const byGuest of [...this.connections.values()]) {
+      for (const conn of [...byGuest.values()]) this.remove(conn);
+    }
+    this.control.length = 0;
+    this.ready.length = 0;
+    try {
+      if (!queue.pop(chain)) return false;
+      if (chain.writableBytes < EVENT_SIZE) {
+        this.fail(`event buffer of ${chain.writableBytes} bytes`);
+        return false;
+      }
+      const event = new Uint8Array(EVENT_SIZE);
+      new DataView(event.buffer).setUint32(0, EVENT_TRANSPORT_RESET, true);
+      chain.writeTo(memory, 0, event);
+      queue.pushUsed(chain.head, EVENT_SIZE);
+      this.signal(EVENT_QUEUE);
+      return true;
+    } catch (error: unknown) {
+      this.handleError(error);
+      return false;
+    }
   }
 
   // ---- guest to host ----------------------------------------------------------------------
