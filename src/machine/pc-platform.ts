@@ -7,7 +7,7 @@ import type { BusDevice } from '../bus/bus-device.js';
 import { PCI_ECAM_SIZE, PCI_ECAM_START, PCI_MMIO_SIZE, PCI_MMIO_START } from '../memory/layout.js';
 import { PCI_CONFIG_IO_PORT, PCI_CONFIG_IO_SIZE, PciSegment } from '../pci/segment.js';
 import { buildAcpiTables, type AcpiTables } from '../platform/acpi/build.js';
-import { defaultAcpiConfig, type AcpiMachineConfig } from '../platform/acpi/config.js';
+import { defaultAcpiConfig, type AcpiMachineConfig, type AcpiVirtioMmio } from '../platform/acpi/config.js';
 import { createPlatformDevices, type PlatformDevices } from '../platform/platform-devices.js';
 import type { LocalDeviceSpec } from './local-devices.js';
 import type { DeviceContext } from './machine.js';
@@ -28,8 +28,12 @@ export interface PcPlatformLayout {
   readonly localDevices: LocalDeviceSpec[];
 }
 
-export function pcPlatformLayout(cpus: number): PcPlatformLayout {
-  const config = defaultAcpiConfig(cpus);
+/**
+ * `virtioMmio`: the virtio-mmio devices the machine will attach (`virtioMmioSlot(i)` from
+ * virtio-attach.ts), so the DSDT describes them and a stock kernel probes them.
+ */
+export function pcPlatformLayout(cpus: number, virtioMmio: readonly AcpiVirtioMmio[] = []): PcPlatformLayout {
+  const config = defaultAcpiConfig(cpus, virtioMmio);
   const acpi = buildAcpiTables(config);
   return {
     config,
