@@ -78,6 +78,11 @@ function serve(data: LoopWorkerData): void {
     stats[STAT_ERRORS] = m.errors;
     stats[STAT_UNEXPECTED] = m.unexpected;
   }
+  if (handler.profile) {
+    const p = handler.profile;
+    const rows = [...p.count.keys()].filter((op) => p.count[op]! > 0).map((op) => `op ${op}: ${p.count[op]} requests, ${(p.nanos[op]! / p.count[op]! / 1000).toFixed(1)} us each`);
+    log(`profile\n${rows.join('\n')}`);
+  }
   queue.stop();
   while (!queue.allFree()) Atomics.wait(queue.control, 3, Atomics.load(queue.control, 3), 100);
   handler.closeAll();

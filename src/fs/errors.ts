@@ -17,12 +17,18 @@ export class FsError extends Error {
   }
 }
 
+const cached: FsError[] = [];
+
+/** A shared FsError per errno: errors are the common case on some paths (ENOENT lookups, ENODATA
+ *  xattrs) and capturing a stack trace per request would cost more than the request itself. */
+export function fsError(errno: number): FsError {
+  if (errno <= 0 || errno >= 4096) errno = Errno.EIO;
+  return (cached[errno] ??= new FsError(errno));
+}
+
 /** Throws an FsError with the current errno if `result` is negative. */
-export function sys(result: number, what?: string): number {
-  if (result < 0) {
-    const errno = lastErrno();
-    throw new FsError(errno === 0 ? Errno.EIO : errno, what);
-  }
+export function sys(result: number, _what?: string): number {
+  if (result < 0) throw fsError(lastErrno());
   return result;
 }
 

@@ -5,7 +5,13 @@ import { sys } from './errors.js';
 
 export class HostStat {
   readonly buffer = new Uint8Array(STAT_SIZE);
-  private readonly view = new DataView(this.buffer.buffer);
+  readonly view = new DataView(this.buffer.buffer);
+
+  /** Copies another stat's bytes (to keep a result across later calls). */
+  copyFrom(other: HostStat): this {
+    this.buffer.set(other.buffer);
+    return this;
+  }
 
   /** fstat of an fd (O_PATH fds included). */
   ofFd(fd: number): this {

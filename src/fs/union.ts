@@ -16,7 +16,7 @@ import {
   SEEK_DATA, SEEK_HOLE, setxattr, STAT_SIZE, StatOffset, symlinkat, unlinkat, utimensat,
 } from '../native/fs-calls.js';
 import { type FsConfig, resolveConfig, type ResolvedMount } from './config.js';
-import { Errno, FsError, sys } from './errors.js';
+import { Errno, FsError, fsError, sys } from './errors.js';
 import { HostStat } from './host-stat.js';
 import { IdTable } from './id-table.js';
 
@@ -48,6 +48,8 @@ export class FsNode {
   lookups = 0;
   /** Nodes whose primary parent is this one: a parent outlives its children. */
   childRefs = 0;
+  /** Known to carry no extended attributes (the layers change only through this server). */
+  noXattrs = false;
   constructor(
     public key: string,
     /** O_PATH fds, top layer first; for directories one per merged layer; empty when synthetic. */
@@ -89,8 +91,8 @@ export function procPath(fd: number): string {
 
 /** Validates a single path component from the client. */
 export function checkName(name: string): void {
-  if (name.length === 0 || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) throw new FsError(Errno.EINVAL, 'bad name');
-  if (name.length > NAME_MAX) throw new FsError(Errno.ENAMETOOLONG);
+  if (name.length === 0 || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) throw fsError(Errno.EINVAL);
+  if (name.length > NAME_MAX) throw fsError(Errno.ENAMETOOLONG);
 }
 
 /** Latin-1 strings are a byte-exact encoding of host names; this turns one into a C string. */
@@ -127,6 +129,9 @@ export class UnionFs {
   private readonly devIndex = new Map<number, number>();
   private readonly st = new HostStat();
   private readonly st2 = new HostStat();
+  /** The top object's stat from the last lookup() (valid until the next engine call). */
+  readonly lookupStat = new HostStat();
+  lookupStatValid = false;
   private readonly nameA = new NameBuffer();
   private readonly nameB = new NameBuffer();
   private readonly xattrScratch = new Uint8Array(64);
@@ -282,7 +287,7 @@ export class UnionFs {
 
   node(low: number, high: number): FsNode {
     const node = this.nodes.get(low, high);
-    if (!node) throw new FsError(Errno.ESTALE, 'unknown node id');
+    if (!node) throw fsError(Errno.ESTALE);
     return node;
   }
 
@@ -294,7 +299,7 @@ export class UnionFs {
 
   /** Opens `name` in `parent` across the parent's layers; returns an unregistered node, or null. */
   private resolve(parent: FsNode, name: string): FsNode | null {
-    if (!parent.isDir) throw new FsError(Errno.ENOTDIR);
+    if (!parent.isDir) throw fsError(Errno.ENOTDIR);
     const trieChild = parent.trie?.children.get(name);
     if (trieChild?.mount) return this.mountRootNode(trieChild.mount, trieChild, parent, name);
     const cname = this.nameA.set(name);
@@ -318,6 +323,7 @@ export class UnionFs {
       if (fds.length === 0) {
         type = this.st.type;
         key = this.keyOf(parent.mount!, this.st);
+        this.lookupStat.copyFrom(this.st);
         fds.push(fd);
         layers.push(parent.layers[i]!);
         if (type !== S_IFDIR) break;
@@ -345,8 +351,11 @@ export class UnionFs {
   /** FUSE LOOKUP: the child node, with one more client lookup. */
   lookup(parent: FsNode, name: string): FsNode {
     checkName(name);
+    this.lookupStatValid = false;
     const node = this.resolve(parent, name);
-    if (!node) throw new FsError(Errno.ENOENT);
+    if (!node) throw fsError(Errno.ENOENT);
+    // Mount roots and synthetic directories are stated afresh; plain entries reuse the resolve's stat.
+    this.lookupStatValid = !node.synthetic && node.trie === null;
     return this.adopt(node);
   }
 
@@ -379,7 +388,7 @@ export class UnionFs {
   }
 
   readlink(node: FsNode): Buffer {
-    if (node.type !== S_IFLNK) throw new FsError(Errno.EINVAL);
+    if (node.type !== S_IFLNK) throw fsError(Errno.EINVAL);
     const buf = Buffer.allocUnsafe(4096);
     const n = sys(readlinkat(node.fd, '', buf, buf.length));
     return buf.subarray(0, n);
@@ -390,7 +399,7 @@ export class UnionFs {
   /** The merged listing of a directory: upper entries hide lower ones, whiteouts hide and vanish,
    *  opaque directories end the merge (already reflected in node.fds), mount points appear as dirs. */
   list(node: FsNode): DirEntry[] {
-    if (!node.isDir) throw new FsError(Errno.ENOTDIR);
+    if (!node.isDir) throw fsError(Errno.ENOTDIR);
     const seen = new Set<string>();
     const out: DirEntry[] = [];
     const last = node.fds.length - 1;
@@ -415,7 +424,7 @@ export class UnionFs {
   }
 
   private requireEmpty(dir: FsNode): void {
-    if (this.list(dir).length > 0) throw new FsError(Errno.ENOTEMPTY);
+    if (this.list(dir).length > 0) throw fsError(Errno.ENOTEMPTY);
   }
 
   /** Removes the whiteouts left in the upper part of an (apparently empty) directory. */
@@ -431,7 +440,7 @@ export class UnionFs {
   // ---- copy-up ----------------------------------------------------------------------------------
 
   private writableMount(node: FsNode): MountPoint {
-    if (!node.mount || !node.mount.upper || node.synthetic) throw new FsError(Errno.EROFS);
+    if (!node.mount || !node.mount.upper || node.synthetic) throw fsError(Errno.EROFS);
     return node.mount;
   }
 
@@ -440,7 +449,7 @@ export class UnionFs {
     if (node.isUpper) return;
     const mount = this.writableMount(node);
     const parent = node.parent;
-    if (!parent || parent.mount !== mount) throw new FsError(Errno.EROFS);
+    if (!parent || parent.mount !== mount) throw fsError(Errno.EROFS);
     this.copyUp(parent);
     const src = this.st.ofFd(node.fd);
     const mode = src.mode;
@@ -618,13 +627,13 @@ export class UnionFs {
    *  Returns true if a lower layer has the name (a new directory there must be opaque). */
   private prepareCreate(parent: FsNode, name: string): boolean {
     checkName(name);
-    if (!parent.isDir) throw new FsError(Errno.ENOTDIR);
-    if (parent.trie?.children.has(name)) throw new FsError(Errno.EEXIST);
+    if (!parent.isDir) throw fsError(Errno.ENOTDIR);
+    if (parent.trie?.children.has(name)) throw fsError(Errno.EEXIST);
     this.writableMount(parent);
     const existing = this.resolve(parent, name);
     if (existing) {
       for (const fd of existing.fds) this.closeFd(fd);
-      throw new FsError(Errno.EEXIST);
+      throw fsError(Errno.EEXIST);
     }
     this.copyUp(parent);
     const hidden = this.lowerHas(parent, name);
@@ -665,7 +674,7 @@ export class UnionFs {
 
   mknod(parent: FsNode, name: string, mode: number, rdev: number, uid: number, gid: number): FsNode {
     const type = mode & S_IFMT;
-    if (type === S_IFDIR || type === S_IFLNK) throw new FsError(Errno.EINVAL);
+    if (type === S_IFDIR || type === S_IFLNK) throw fsError(Errno.EINVAL);
     this.prepareCreate(parent, name);
     sys(mknodat(parent.fd, this.nameA.set(name), type === 0 ? mode | S_IFREG : mode, rdev));
     return this.finishCreate(parent, name, uid, gid);
@@ -692,7 +701,7 @@ export class UnionFs {
 
   /** O_TMPFILE in `parent`: an unnamed regular file, opened. */
   tmpfile(parent: FsNode, mode: number, uid: number, gid: number): { node: FsNode; fd: number } {
-    if (!parent.isDir) throw new FsError(Errno.ENOTDIR);
+    if (!parent.isDir) throw fsError(Errno.ENOTDIR);
     this.writableMount(parent);
     this.copyUp(parent);
     const fd = sys(openat(parent.fd, '.', O_TMPFILE | O_RDWR | O_CLOEXEC, mode & 0o7777));
@@ -706,8 +715,8 @@ export class UnionFs {
   }
 
   link(node: FsNode, parent: FsNode, name: string): FsNode {
-    if (node.isDir) throw new FsError(Errno.EPERM);
-    if (node.mount !== parent.mount) throw new FsError(Errno.EXDEV);
+    if (node.isDir) throw fsError(Errno.EPERM);
+    if (node.mount !== parent.mount) throw fsError(Errno.EXDEV);
     this.prepareCreate(parent, name);
     this.copyUp(node);
     sys(linkat(AT_FDCWD, procPath(node.fd), parent.fd, this.nameA.set(name), AT_SYMLINK_FOLLOW));
@@ -722,13 +731,13 @@ export class UnionFs {
 
   private removeCommon(parent: FsNode, name: string, dir: boolean): void {
     checkName(name);
-    if (parent.trie?.children.has(name)) throw new FsError(Errno.EBUSY);
+    if (parent.trie?.children.has(name)) throw fsError(Errno.EBUSY);
     this.writableMount(parent);
     const node = this.acquire(parent, name);
-    if (!node) throw new FsError(Errno.ENOENT);
+    if (!node) throw fsError(Errno.ENOENT);
     try {
-      if (dir && !node.isDir) throw new FsError(Errno.ENOTDIR);
-      if (!dir && node.isDir) throw new FsError(Errno.EISDIR);
+      if (dir && !node.isDir) throw fsError(Errno.ENOTDIR);
+      if (!dir && node.isDir) throw fsError(Errno.EISDIR);
       if (dir) this.requireEmpty(node);
       this.copyUp(parent);
       const hidden = this.lowerHas(parent, name);
@@ -753,27 +762,27 @@ export class UnionFs {
   rename(oldParent: FsNode, oldName: string, newParent: FsNode, newName: string, flags: number): void {
     checkName(oldName);
     checkName(newName);
-    if ((flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) !== 0) throw new FsError(Errno.EINVAL);
+    if ((flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) !== 0) throw fsError(Errno.EINVAL);
     const exchange = (flags & RENAME_EXCHANGE) !== 0;
-    if (exchange && (flags & RENAME_NOREPLACE) !== 0) throw new FsError(Errno.EINVAL);
-    if (oldParent.trie?.children.has(oldName) || newParent.trie?.children.has(newName)) throw new FsError(Errno.EBUSY);
+    if (exchange && (flags & RENAME_NOREPLACE) !== 0) throw fsError(Errno.EINVAL);
+    if (oldParent.trie?.children.has(oldName) || newParent.trie?.children.has(newName)) throw fsError(Errno.EBUSY);
     const mount = this.writableMount(oldParent);
-    if (newParent.mount !== mount) throw new FsError(Errno.EXDEV);
+    if (newParent.mount !== mount) throw fsError(Errno.EXDEV);
     const src = this.acquire(oldParent, oldName);
-    if (!src) throw new FsError(Errno.ENOENT);
+    if (!src) throw fsError(Errno.ENOENT);
     let dst: FsNode | null = null;
     try {
       dst = this.acquire(newParent, newName);
       if (dst === src) return; // same object (hard links or same name): POSIX says do nothing
-      if (exchange && !dst) throw new FsError(Errno.ENOENT);
-      if (!exchange && dst && (flags & RENAME_NOREPLACE) !== 0) throw new FsError(Errno.EEXIST);
+      if (exchange && !dst) throw fsError(Errno.ENOENT);
+      if (!exchange && dst && (flags & RENAME_NOREPLACE) !== 0) throw fsError(Errno.EEXIST);
       const srcMerged = src.isDir && !(src.isUpper && src.fds.length === 1);
       const dstMerged = dst !== null && dst.isDir && !(dst.isUpper && dst.fds.length === 1);
       // Like overlayfs without redirect_dir: directories with lower-layer content cannot move (mv copies).
-      if (srcMerged || (exchange && dstMerged)) throw new FsError(Errno.EXDEV);
+      if (srcMerged || (exchange && dstMerged)) throw fsError(Errno.EXDEV);
       if (dst && !exchange) {
-        if (src.isDir && !dst.isDir) throw new FsError(Errno.ENOTDIR);
-        if (!src.isDir && dst.isDir) throw new FsError(Errno.EISDIR);
+        if (src.isDir && !dst.isDir) throw fsError(Errno.ENOTDIR);
+        if (!src.isDir && dst.isDir) throw fsError(Errno.EISDIR);
         if (dst.isDir) this.requireEmpty(dst);
       }
       this.copyUp(oldParent);
@@ -782,7 +791,7 @@ export class UnionFs {
       if (exchange && dst && !dst.isDir) this.copyUp(dst);
       const srcHidden = this.lowerHas(oldParent, oldName);
       const dstHidden = this.lowerHas(newParent, newName);
-      if (exchange && ((src.isDir && dstHidden) || (dst!.isDir && srcHidden))) throw new FsError(Errno.EXDEV);
+      if (exchange && ((src.isDir && dstHidden) || (dst!.isDir && srcHidden))) throw fsError(Errno.EXDEV);
       if (dst && dst.isDir && !exchange) this.clearWhiteouts(dst);
       let hostFlags = exchange ? RENAME_EXCHANGE : 0;
       if (!exchange && srcHidden) hostFlags |= RENAME_WHITEOUT;
@@ -810,7 +819,7 @@ export class UnionFs {
       sys(fchownat(node.fd, '', attr.uid ?? 0xffffffff, attr.gid ?? 0xffffffff, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW));
     }
     if (attr.mode !== undefined) {
-      if (node.type === S_IFLNK) throw new FsError(Errno.EOPNOTSUPP);
+      if (node.type === S_IFLNK) throw fsError(Errno.EOPNOTSUPP);
       sys(chmod(procPath(node.fd), attr.mode & 0o7777));
     }
     if (attr.size !== undefined) {
@@ -856,20 +865,27 @@ export class UnionFs {
   }
 
   openDirFd(node: FsNode): number {
-    if (!node.isDir || node.synthetic) throw new FsError(Errno.ENOTDIR);
+    if (!node.isDir || node.synthetic) throw fsError(Errno.ENOTDIR);
     return sys(openat(AT_FDCWD, procPath(node.fd), O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0));
   }
 
   private xattrPath(node: FsNode): string {
-    if (node.synthetic) throw new FsError(Errno.ENODATA);
-    if (node.type !== S_IFREG && node.type !== S_IFDIR) throw new FsError(Errno.EOPNOTSUPP);
+    if (node.synthetic) throw fsError(Errno.ENODATA);
+    if (node.type !== S_IFREG && node.type !== S_IFDIR) throw fsError(Errno.EOPNOTSUPP);
     return procPath(node.fd);
   }
 
+  /** The value's size, or a negative errno (ENODATA is the common answer: no throw for it). */
   getxattr(node: FsNode, name: string, out: Uint8Array | null, size: number): number {
-    if (name.startsWith(PRIVATE_XATTR_PREFIX)) throw new FsError(Errno.ENODATA);
-    if (node.synthetic || (node.type !== S_IFREG && node.type !== S_IFDIR)) throw new FsError(Errno.ENODATA);
-    return sys(getxattr(procPath(node.fd), name, out, size));
+    if (name.startsWith(PRIVATE_XATTR_PREFIX)) return -Errno.ENODATA;
+    if (node.noXattrs || node.synthetic || (node.type !== S_IFREG && node.type !== S_IFDIR)) return -Errno.ENODATA;
+    const path = procPath(node.fd);
+    const n = getxattr(path, name, out, size);
+    if (n >= 0) return n;
+    const errno = lastErrno();
+    // Most files have no xattrs at all, yet tools ask for several per file (ls -l: security.selinux).
+    if (errno === Errno.ENODATA && listxattr(path, null, 0) === 0) node.noXattrs = true;
+    return -errno;
   }
 
   listxattr(node: FsNode): Buffer {
@@ -879,14 +895,15 @@ export class UnionFs {
   }
 
   setxattr(node: FsNode, name: string, value: Uint8Array, flags: number): void {
-    if (name.startsWith(PRIVATE_XATTR_PREFIX)) throw new FsError(Errno.EPERM);
+    if (name.startsWith(PRIVATE_XATTR_PREFIX)) throw fsError(Errno.EPERM);
     this.xattrPath(node);
     this.copyUp(node);
+    node.noXattrs = false;
     sys(setxattr(procPath(node.fd), name, value, value.length, flags));
   }
 
   removexattr(node: FsNode, name: string): void {
-    if (name.startsWith(PRIVATE_XATTR_PREFIX)) throw new FsError(Errno.EPERM);
+    if (name.startsWith(PRIVATE_XATTR_PREFIX)) throw fsError(Errno.EPERM);
     this.xattrPath(node);
     this.copyUp(node);
     sys(removexattr(procPath(node.fd), name));

@@ -79,7 +79,10 @@ export class FakeFuseClient {
   /** LOOKUP; returns { error, nodeid, mode, ino, size }. */
   async lookup(parent: bigint | number, name: string) {
     const r = await this.send(OP.LOOKUP, parent, cstr(name));
-    return { error: r.error, ...(r.error === 0 ? entry(r.body) : { nodeid: 0n, mode: 0, ino: 0n, size: 0n }) };
+    // A negative entry (node id 0) means ENOENT, cacheable by the client (as the kernel reads it).
+    const e = r.error === 0 ? entry(r.body) : null;
+    if (e && e.nodeid === 0n) return { error: 2, ...e };
+    return { error: r.error, ...(e ?? { nodeid: 0n, mode: 0, ino: 0n, size: 0n }) };
   }
 
   async open(node: bigint, flags: number): Promise<{ error: number; fh: bigint }> {
