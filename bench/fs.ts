@@ -67,7 +67,7 @@ const workloads: Workload[] = [
     name: 'fs_mark (4 KiB files, fsync each, 2 threads)', unit: 'files/s', higherIsBetter: true,
     run: async (m) => {
       await must(`rm -rf ${m}/fsm`);
-      const out = await must(`fs_mark -d ${m}/fsm -s 4096 -n 1000 -t 2 -S 1 -L 1`);
+      const out = await must(`cd ${m} && fs_mark -d fsm -s 4096 -n 1000 -t 2 -S 1 -L 1`);
       const line = out.trim().split('\n').filter((l) => /^\s+\d/.test(l)).pop() ?? '';
       return Number(line.trim().split(/\s+/)[3]);
     },
