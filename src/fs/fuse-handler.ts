@@ -676,7 +676,7 @@ export class FuseHandler {
     const offset = this.u64(I + 8);
     const size = Math.min(this.u32(I + 16), this.reply.length - OUT_HEADER_SIZE);
     const dir = f.node;
-    if (f.entries === null || offset === 0) f.entries = [{ name: '.', type: S_IFDIR }, { name: '..', type: S_IFDIR }, ...this.union.list(dir)];
+    if (f.entries === null || offset === 0) f.entries = [{ name: '.', type: S_IFDIR, layer: -1 }, { name: '..', type: S_IFDIR, layer: -1 }, ...this.union.list(dir)];
     const entries = f.entries;
     const out = this.out;
     let pos = OUT_HEADER_SIZE;
@@ -703,8 +703,12 @@ export class FuseHandler {
         }
       }
       const d = pos + (plus ? ENTRY_OUT_SIZE : 0);
-      if (!plus || ino === 0) {
-        this.setU64(out, d, i + 1000); // any non-zero inode number: the client ignores it for lookups
+      if (!plus && i >= 2) {
+        const n = this.union.direntIno(dir, e);
+        out.setUint32(d, n.low, true);
+        out.setUint32(d + 4, n.high, true);
+      } else if (ino === 0) {
+        this.setU64(out, d, 1); // "." and "..": the client does not use these numbers
       } else {
         out.setUint32(d, out.getUint32(pos + 40, true), true);
         out.setUint32(d + 4, out.getUint32(pos + 44, true), true);

@@ -79,6 +79,8 @@ export class FsNode {
 export interface DirEntry {
   readonly name: string;
   readonly type: number;
+  /** Index into the directory node's fds of the layer the entry comes from (-1: a mount point). */
+  readonly layer: number;
 }
 
 const OPAQUE_XATTR = 'trusted.overlay.opaque';
@@ -413,14 +415,26 @@ export class UnionFs {
         if (type === S_IFCHR && (i < last || node.isUpper)) {
           if (this.st2.ofName(fd, this.nameA.set(name)) && this.st2.isWhiteout) continue;
         }
-        if (node.trie?.children.has(name)) type = S_IFDIR;
-        out.push({ name, type });
+        if (node.trie?.children.has(name)) {
+          out.push({ name, type: S_IFDIR, layer: -1 });
+          continue;
+        }
+        out.push({ name, type, layer: i });
       }
     });
     if (node.trie) {
-      for (const name of node.trie.children.keys()) if (!seen.has(name)) out.push({ name, type: S_IFDIR });
+      for (const name of node.trie.children.keys()) if (!seen.has(name)) out.push({ name, type: S_IFDIR, layer: -1 });
     }
     return out;
+  }
+
+  /** The inode number a plain READDIR reports for an entry (as GETATTR would, folded per device). */
+  direntIno(dir: FsNode, entry: DirEntry): { low: number; high: number } {
+    const fd = entry.layer >= 0 ? dir.fds[entry.layer] : undefined;
+    if (fd === undefined || !this.st2.ofName(fd, this.nameA.set(entry.name))) return { low: 0xffff_0000, high: 0 };
+    const v = this.st2.view;
+    const dev = this.deviceIndex(this.st2.dev);
+    return { low: v.getUint32(StatOffset.ino, true), high: (v.getUint32(StatOffset.ino + 4, true) ^ (dev << 16)) >>> 0 };
   }
 
   private requireEmpty(dir: FsNode): void {
