@@ -8,7 +8,9 @@ import { POLLIN, poll } from '../native/socket-calls.js';
 import type { PollerCommand } from './fd-poller.js';
 
 const port = parentPort!;
-const controlFd = (workerData as { controlFd: number }).controlFd;
+const { controlFd, readyFd } = workerData as { controlFd: number; readyFd: number };
+/** Ready descriptors go to the main thread as little-endian int32s on a socket it watches. */
+let readyBytes = new Uint8Array(64);
 /** fd -> true for eventfds (drain and keep watching), false for one-shot descriptors. */
 const watched = new Map<number, boolean>();
 const armed = new Set<number>();
@@ -77,7 +79,22 @@ while (running) {
     }
     ready.push(fd);
   }
-  if (ready.length > 0) port.postMessage(ready);
+  if (ready.length > 0) {
+    if (readyBytes.length < 4 * ready.length) readyBytes = new Uint8Array(8 * ready.length);
+    const out = new DataView(readyBytes.buffer);
+    ready.forEach((fd, i) => out.setInt32(4 * i, fd, true));
+    let sent = 0;
+    while (sent < 4 * ready.length) {
+      const n = libc.write(readyFd, readyBytes.subarray(sent), 4 * ready.length - sent);
+      if (n < 0) {
+        if (libc.lastErrno() === libc.EINTR) continue;
+        port.postMessage({ error: `poller: cannot report ready descriptors: errno ${libc.lastErrno()}` });
+        running = false;
+        break;
+      }
+      sent += n;
+    }
+  }
   applyCommands();
 }
 port.postMessage({ stopped: true });
