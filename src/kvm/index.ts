@@ -1,4 +1,5 @@
 export * from './constants.js';
+export * from './cpuid-codec.js';
 export * from './errors.js';
 export * from './layouts.js';
 export * from './system.js';

@@ -4,7 +4,7 @@ import * as libc from '../native/libc.js';
 import * as K from './constants.js';
 import { ioctlError } from './errors.js';
 import { FPU, REG_NAMES, SEGMENT, SIZEOF, SREGS, VCPU_EVENTS } from './layouts.js';
-import { encodeCpuidEntries, type CpuidEntry } from './system.js';
+import { encodeCpuidEntries, type CpuidEntry } from './cpuid-codec.js';
 
 export type RegName = (typeof REG_NAMES)[number];
 export type Regs = Record<RegName, bigint>;
