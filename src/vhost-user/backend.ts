@@ -23,6 +23,9 @@ export interface BackendDevice extends VirtioDeviceModel {
   queuePosition?(index: number): { nextAvail: number; nextUsed: number } | undefined;
 }
 
+/** NOVM_VHOST_TRACE=1 logs every request (protocol debugging). */
+const TRACE = process.env['NOVM_VHOST_TRACE'] === '1';
+
 export const BACKEND_PROTOCOL_FEATURES = PROTOCOL_F_MQ | PROTOCOL_F_REPLY_ACK | PROTOCOL_F_CONFIG;
 
 interface Vring {
@@ -72,6 +75,7 @@ export class VhostUserBackend {
   /** Handles one message; a malformed one closes the connection with one logged line. */
   handle(message: Message): void {
     const { request, flags } = message;
+    if (TRACE) this.log(`vhost-user: <- ${requestName(request)} flags=0x${flags.toString(16)} size=${message.payload.byteLength} fds=${message.fds.length}`);
     let ok = true;
     try {
       this.dispatch(message);

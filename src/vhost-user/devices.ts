@@ -6,7 +6,10 @@ import { ConsoleDevice } from '../virtio/devices/console/console-device.js';
 import { FsDevice } from '../virtio/devices/fs/fs-device.js';
 import { RngDevice } from '../virtio/devices/rng/rng-device.js';
 import { FuseHandler, UnionFs, configFromFlags } from '../fs/index.js';
+import { openTapNetDevice } from '../virtio/devices/net/index.js';
+import { openHybridVsockDevice } from '../virtio/devices/vsock/index.js';
 import type { BackendDevice } from './backend.js';
+import type { FdPoller } from './fd-poller.js';
 
 export const BACKEND_DEVICE_KINDS = ['rng', 'blk', 'console', 'fs', 'net', 'vsock'] as const;
 
@@ -18,6 +21,11 @@ export interface BackendDeviceOptions {
   readonly tag?: string;
   readonly read?: readonly string[];
   readonly write?: readonly string[];
+  /** net: tap interface to create or attach to. */
+  readonly tap?: string | undefined;
+  /** vsock: the guest's context ID and the Unix socket standing for the guest. */
+  readonly cid?: number | undefined;
+  readonly uds?: string | undefined;
 }
 
 export interface OpenedDevice {
@@ -25,7 +33,8 @@ export interface OpenedDevice {
   close(): Promise<void>;
 }
 
-export async function createBackendDevice(kind: string, options: BackendDeviceOptions): Promise<OpenedDevice> {
+/** Builds the device model for `kind`; `poller` also watches the device's own descriptors (tap). */
+export async function createBackendDevice(kind: string, options: BackendDeviceOptions, poller: FdPoller): Promise<OpenedDevice> {
   switch (kind) {
     case 'rng':
       return { model: new RngDevice(), close: async () => {} };
@@ -52,6 +61,18 @@ export async function createBackendDevice(kind: string, options: BackendDeviceOp
       const handler = new FuseHandler(union);
       const model = new FsDevice(handler, { tag: options.tag ?? 'novm', requestQueues: options.queues ?? 1 });
       return { model, close: async () => {} };
+    }
+    case 'net': {
+      const net = openTapNetDevice({ ...(options.tap === undefined ? {} : { tap: options.tap }), readiness: poller });
+      process.stderr.write(`novm vhost-user net: tap ${net.tap.name}\n`);
+      return { model: net.device, close: async () => net.close() };
+    }
+    case 'vsock': {
+      if (options.uds === undefined) throw new InputError('vhost-user vsock needs --uds PATH (guest port N connects to PATH_N)');
+      const cid = options.cid ?? 3;
+      if (!Number.isInteger(cid) || cid < 3 || cid > 0xffff_fffe) throw new InputError(`--cid must be an integer >= 3, got ${cid}`);
+      const vsock = await openHybridVsockDevice({ guestCid: cid, udsPath: options.uds });
+      return { model: vsock.device, close: () => vsock.close() };
     }
     default:
       if ((BACKEND_DEVICE_KINDS as readonly string[]).includes(kind)) throw new InputError(`vhost-user ${kind}: not implemented yet`);

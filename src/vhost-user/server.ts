@@ -2,6 +2,7 @@
 // own VhostUserBackend over the same device model (one front end at a time: a second
 // connection waits until the first one is gone).
 import { rmSync } from 'node:fs';
+import { InputError } from '../common/errors.js';
 import * as libc from '../native/libc.js';
 import { AF_UNIX, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM, accept4, bind, listen, socket, unixAddress } from '../native/socket-calls.js';
 import { VhostUserBackend, type BackendDevice } from './backend.js';
@@ -13,10 +14,13 @@ export interface ServeOptions {
   /** Serve front ends one after another until close() instead of returning after the first. */
   readonly keepListening?: boolean;
   readonly log?: (line: string) => void;
+  /** A poller shared with the device (e.g. a tap); the caller stops it. Default: our own. */
+  readonly poller?: FdPoller;
 }
 
 export class VhostUserServer {
   private readonly poller: FdPoller;
+  private readonly ownPoller: boolean;
   private listenFd = -1;
   private current: VhostUserConnection | undefined;
   private stopped = false;
@@ -30,15 +34,22 @@ export class VhostUserServer {
     const fd = libc.check('socket', socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     try {
       rmSync(options.socketPath, { force: true });
-      const address = unixAddress(options.socketPath);
-      libc.check('bind', bind(fd, address, address.length), options.socketPath);
-      libc.check('listen', listen(fd, 1), options.socketPath);
+      let address: Uint8Array;
+      try {
+        address = unixAddress(options.socketPath);
+      } catch (error) {
+        throw new InputError(`--socket ${options.socketPath}: ${error instanceof Error ? error.message : String(error)}`);
+      }
+      if (bind(fd, address, address.length) < 0 || listen(fd, 1) < 0) {
+        throw new InputError(`cannot listen on ${options.socketPath}: ${libc.errnoName(libc.lastErrno())}`);
+      }
     } catch (error) {
       libc.close(fd);
       throw error;
     }
     this.listenFd = fd;
-    this.poller = new FdPoller(this.log);
+    this.ownPoller = options.poller === undefined;
+    this.poller = options.poller ?? new FdPoller(this.log);
   }
 
   /** Serves front ends; resolves when the first one leaves (or, keepListening, on close()). */
@@ -105,6 +116,6 @@ export class VhostUserServer {
       rmSync(this.options.socketPath, { force: true });
     }
     this.device.reset();
-    await this.poller.stop();
+    if (this.ownPoller) await this.poller.stop();
   }
 }

@@ -3,7 +3,8 @@
 import type { Command } from 'commander';
 import { InputError } from '../../common/errors.js';
 import { VhostUserServer } from '../../vhost-user/server.js';
-import { createBackendDevice, BACKEND_DEVICE_KINDS, type BackendDeviceOptions } from '../../vhost-user/devices.js';
+import { createBackendDevice, BACKEND_DEVICE_KINDS, type BackendDeviceOptions, type OpenedDevice } from '../../vhost-user/devices.js';
+import { FdPoller } from '../../vhost-user/fd-poller.js';
 
 export function register(program: Command): void {
   program
@@ -18,6 +19,9 @@ export function register(program: Command): void {
     .option('--tag <tag>', 'fs: mount tag', 'novm')
     .option('--read <VM=HOST...>', 'fs: read-only layer(s)', collect, [] as string[])
     .option('--write <VM=HOST>', 'fs: writable layer (at most one per VM path)', collect, [] as string[])
+    .option('--tap <name>', 'net: tap interface to create or attach to (default: the kernel picks tapN)')
+    .option('--cid <n>', 'vsock: guest context ID', '3')
+    .option('--uds <path>', 'vsock: Unix socket standing for the guest (guest port N connects to PATH_N)')
     .option('--keep-listening', 'serve front ends one after another instead of exiting after the first')
     .action(async (kind: string, opts: Record<string, unknown>) => {
       const queues = Number(opts['queues']);
@@ -30,9 +34,26 @@ export function register(program: Command): void {
         tag: opts['tag'] as string,
         read: opts['read'] as string[],
         write: opts['write'] as string[],
+        tap: opts['tap'] as string | undefined,
+        cid: Number(opts['cid']),
+        uds: opts['uds'] as string | undefined,
       };
-      const device = await createBackendDevice(kind, options);
-      const server = new VhostUserServer(device.model, { socketPath: opts['socket'] as string, keepListening: opts['keepListening'] === true });
+      const poller = new FdPoller();
+      let device: OpenedDevice;
+      try {
+        device = await createBackendDevice(kind, options, poller);
+      } catch (error) {
+        await poller.stop();
+        throw error;
+      }
+      let server: VhostUserServer;
+      try {
+        server = new VhostUserServer(device.model, { socketPath: opts['socket'] as string, keepListening: opts['keepListening'] === true, poller });
+      } catch (error) {
+        await device.close();
+        await poller.stop();
+        throw error;
+      }
       const stop = (): void => server.close();
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
@@ -42,6 +63,7 @@ export function register(program: Command): void {
         process.off('SIGINT', stop);
         process.off('SIGTERM', stop);
         await device.close();
+        await poller.stop();
       }
     });
 }
