@@ -14,7 +14,7 @@ import { CLOSED_BY_PEER, CLOSED_BY_SERVER, ProtocolError, type Message, type Vho
 import type { FdPoller } from './fd-poller.js';
 import { MemoryTable, MemoryTableError, type MemoryRegionDescription } from './memory-table.js';
 import {
-  FLAG_NEED_REPLY, MAX_CONFIG_SIZE, MAX_MEM_REGIONS, PROTOCOL_F_CONFIG, PROTOCOL_F_MQ, PROTOCOL_F_REPLY_ACK,
+  FLAG_NEED_REPLY, MAX_CONFIG_SIZE, MAX_MEM_REGIONS, PROTOCOL_F_CONFIG, PROTOCOL_F_CONFIGURE_MEM_SLOTS, PROTOCOL_F_MQ, PROTOCOL_F_REPLY_ACK,
   REQUESTS_WITH_REPLY, Request, VHOST_USER_F_PROTOCOL_FEATURES, VRING_FILE_INDEX_MASK, VRING_FILE_NOFD, requestName,
 } from './protocol.js';
 
@@ -26,7 +26,9 @@ export interface BackendDevice extends VirtioDeviceModel {
 /** NOVM_VHOST_TRACE=1 logs every request (protocol debugging). */
 const TRACE = process.env['NOVM_VHOST_TRACE'] === '1';
 
-export const BACKEND_PROTOCOL_FEATURES = PROTOCOL_F_MQ | PROTOCOL_F_REPLY_ACK | PROTOCOL_F_CONFIG;
+export const BACKEND_PROTOCOL_FEATURES = PROTOCOL_F_MQ | PROTOCOL_F_REPLY_ACK | PROTOCOL_F_CONFIG | PROTOCOL_F_CONFIGURE_MEM_SLOTS;
+/** Memory slots offered with CONFIGURE_MEM_SLOTS (ADD_MEM_REG / REM_MEM_REG). */
+export const MAX_MEM_SLOTS = 32;
 
 interface Vring {
   size: number;
@@ -128,6 +130,27 @@ export class VhostUserBackend {
       case Request.SetMemTable:
         this.setMemTable(payload, fds);
         return;
+      case Request.GetMaxMemSlots:
+        c.replyU64(request, BigInt(MAX_MEM_SLOTS));
+        return;
+      case Request.AddMemReg: {
+        if (fds.length !== 1) throw new ProtocolError('ADD_MEM_REG without exactly one descriptor');
+        if (this.memoryTable.regionCount >= MAX_MEM_SLOTS) throw new RequestFailed(`all ${MAX_MEM_SLOTS} memory slots are in use`);
+        const table = this.memoryTable.withRegion(singleRegion(payload), fds[0]!);
+        if (!MemoryTable.sealed(fds)) this.warnOnce('unsealed', UNSEALED_WARNING);
+        this.memoryTable = table;
+        this.refresh(true);
+        return;
+      }
+      case Request.RemMemReg: {
+        const region = singleRegion(payload);
+        const { table, releaseRemoved } = this.memoryTable.withoutRegion(region.guestAddress, region.size);
+        this.memoryTable = table;
+        // The device moves to the smaller table before the region is unmapped.
+        this.refresh(true);
+        releaseRemoved();
+        return;
+      }
       case Request.SetVringNum: {
         const vring = this.vring(u32(payload, 0));
         const num = u32(payload, 4);
@@ -233,7 +256,7 @@ export class VhostUserBackend {
       });
     }
     const table = MemoryTable.map(descriptions, fds);
-    if (!MemoryTable.sealed(fds)) this.warnOnce('unsealed', 'vhost-user: guest memory is not sealed against shrinking (F_SEAL_SHRINK); a front end that truncates it would crash this back end');
+    if (!MemoryTable.sealed(fds)) this.warnOnce('unsealed', UNSEALED_WARNING);
     const old = this.memoryTable;
     this.memoryTable = table;
     // The device must stop using the old mapping before it goes away.
@@ -365,6 +388,19 @@ export class VhostUserBackend {
     this.memoryTable.release();
     this.memoryTable = MemoryTable.empty;
   }
+}
+
+const UNSEALED_WARNING = 'vhost-user: guest memory is not sealed against shrinking (F_SEAL_SHRINK); a front end that truncates it would crash this back end';
+
+/** ADD_MEM_REG / REM_MEM_REG payload: u64 padding, then one region. */
+function singleRegion(payload: DataView): MemoryRegionDescription {
+  need(payload, 40);
+  return {
+    guestAddress: safe(payload.getBigUint64(8, true)),
+    size: safe(payload.getBigUint64(16, true)),
+    userAddress: payload.getBigUint64(24, true),
+    mmapOffset: safe(payload.getBigUint64(32, true)),
+  };
 }
 
 function isEventFd(fd: number): boolean {

@@ -19,7 +19,7 @@ import { VIRTIO_F_EVENT_IDX, VIRTIO_F_VERSION_1 } from '../../src/virtio/queue/f
 import { VhostUserBackend } from '../../src/vhost-user/backend.js';
 import { VhostUserConnection } from '../../src/vhost-user/connection.js';
 import { FdPoller } from '../../src/vhost-user/fd-poller.js';
-import { FLAG_REPLY, FLAG_VERSION, PROTOCOL_F_CONFIG, PROTOCOL_F_MQ, PROTOCOL_F_REPLY_ACK, Request, VHOST_USER_F_PROTOCOL_FEATURES } from '../../src/vhost-user/protocol.js';
+import { FLAG_REPLY, FLAG_VERSION, PROTOCOL_F_CONFIG, PROTOCOL_F_CONFIGURE_MEM_SLOTS, PROTOCOL_F_MQ, PROTOCOL_F_REPLY_ACK, Request, VHOST_USER_F_PROTOCOL_FEATURES } from '../../src/vhost-user/protocol.js';
 import { FakeQueue } from '../virtio/fake-driver.js';
 import { FakeFrontEnd, concat, u32s, u64 } from './fake-front-end.js';
 
@@ -270,6 +270,58 @@ test('fuzzed message sequences: the back end answers, refuses or disconnects, an
     const after = fdTargets();
     assert.deepEqual(after.filter((t) => !fdsBefore.includes(t)), [], 'descriptors opened and never closed');
   } finally {
+    releaseRegions(regions);
+    await poller.stop();
+  }
+});
+
+test('CONFIGURE_MEM_SLOTS: ADD_MEM_REG maps regions one by one, REM_MEM_REG unmaps them after the device moved off', async () => {
+  const poller = new FdPoller();
+  const { memory, regions } = createMemfdMemory([{ start: 0 as GuestAddress, size: MEMORY }]);
+  const kick = libc.eventfd(0, libc.EFD_NONBLOCK | libc.EFD_CLOEXEC);
+  const call = libc.eventfd(0, libc.EFD_NONBLOCK | libc.EFD_CLOEXEC);
+  try {
+    const device = new RngDevice({ log: () => {} });
+    const s = openSession(device, poller);
+    const f = s.front;
+    f.send(Request.SetFeatures, u64(VIRTIO_F_VERSION_1));
+    f.send(Request.SetProtocolFeatures, u64(PROTOCOL_F_REPLY_ACK | PROTOCOL_F_CONFIGURE_MEM_SLOTS));
+    f.send(Request.GetMaxMemSlots, new Uint8Array());
+    assert.ok((await ack(f, Request.GetMaxMemSlots))! >= 8n);
+    // Two halves of the memfd as two slots.
+    const half = MEMORY / 2;
+    const region = (gpa: number) => concat(u64(0n), u64(BigInt(gpa)), u64(BigInt(half)), u64(UVA_BASE + BigInt(gpa)), u64(BigInt(gpa)));
+    f.send(Request.AddMemReg, region(0), [regions[0]!.fd], { needReply: true });
+    assert.equal(await ack(f, Request.AddMemReg), 0n);
+    f.send(Request.AddMemReg, region(half), [regions[0]!.fd], { needReply: true });
+    assert.equal(await ack(f, Request.AddMemReg), 0n);
+    f.send(Request.AddMemReg, region(half), [regions[0]!.fd], { needReply: true });
+    assert.equal(await ack(f, Request.AddMemReg), 1n, 'an overlapping region is refused');
+    // Rings in the first half, buffers in the second.
+    const q = new FakeQueue(memory, 16, 0, half, MEMORY);
+    const uva = (gpa: number) => UVA_BASE + BigInt(gpa);
+    f.send(Request.SetVringNum, u32s(0, 16));
+    f.send(Request.SetVringAddr, concat(u32s(0, 0), u64(uva(q.config.descAddr)), u64(uva(q.config.deviceAddr)), u64(uva(q.config.driverAddr)), u64(0n)));
+    f.send(Request.SetVringCall, u64(0n), [call]);
+    const posted = q.post([{ length: 64, writable: true }]);
+    f.send(Request.SetVringKick, u64(0n), [kick], { needReply: true });
+    assert.equal(await ack(f, Request.SetVringKick), 0n);
+    assert.deepEqual(q.takeUsed(), [{ id: posted.head, length: 64 }]);
+    // Removing the half that holds the buffers: the next request's buffer is outside guest
+    // RAM as the back end now sees it, so the device reports a broken driver instead of
+    // touching unmapped memory.
+    f.send(Request.RemMemReg, region(half), [], { needReply: true });
+    assert.equal(await ack(f, Request.RemMemReg), 0n);
+    q.post([{ length: 64, writable: true }]);
+    libc.write(kick, u64(1n), 8);
+    for (let i = 0; i < 200 && !device.needsReset; i++) await sleep(2);
+    assert.equal(device.needsReset, true);
+    f.send(Request.RemMemReg, region(half), [], { needReply: true });
+    assert.equal(await ack(f, Request.RemMemReg), 1n, 'removing an unknown region is refused');
+    await s.close();
+  } finally {
+    libc.close(kick);
+    libc.close(call);
     releaseRegions(regions);
     await poller.stop();
   }
