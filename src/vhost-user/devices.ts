@@ -29,6 +29,8 @@ export interface BackendDeviceOptions {
 }
 
 export interface OpenedDevice {
+  /** One line of counters for `--stats`. */
+  readonly summary?: () => string;
   readonly model: BackendDevice;
   close(): Promise<void>;
 }
@@ -37,12 +39,13 @@ export interface OpenedDevice {
 export async function createBackendDevice(kind: string, options: BackendDeviceOptions, poller: FdPoller): Promise<OpenedDevice> {
   switch (kind) {
     case 'rng':
-      return { model: new RngDevice(), close: async () => {} };
+      const rng = new RngDevice();
+      return { model: rng, close: async () => {}, summary: () => `virtio-rng: bytes=${rng.bytesServed}` };
     case 'blk': {
       if (options.image === undefined) throw new InputError('vhost-user blk needs --image FILE');
       const backend = new FileBlockBackend(options.image, options.readonly === true);
       const model = new BlkDevice(backend, { queues: options.queues ?? 1, ...(options.serial === undefined ? {} : { serial: options.serial }) });
-      return { model, close: async () => backend.close() };
+      return { model, close: async () => backend.close(), summary: () => `virtio-blk: ${Object.entries(model.stats).map(([k, v]) => `${k}=${v}`).join(' ')}` };
     }
     case 'console': {
       // Port 0 is a console wired to this process's stdin/stdout.
@@ -60,7 +63,7 @@ export async function createBackendDevice(kind: string, options: BackendDeviceOp
       const union = new UnionFs(config);
       const handler = new FuseHandler(union);
       const model = new FsDevice(handler, { tag: options.tag ?? 'novm', requestQueues: options.queues ?? 1 });
-      return { model, close: async () => {} };
+      return { model, close: async () => {}, summary: () => `virtio-fs: ${Object.entries(model.stats).map(([k, v]) => `${k}=${v}`).join(' ')}` };
     }
     case 'net': {
       const net = openTapNetDevice({ ...(options.tap === undefined ? {} : { tap: options.tap }), readiness: poller });

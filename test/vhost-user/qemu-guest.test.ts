@@ -82,7 +82,7 @@ test('virtio-blk: Linux reads, writes, flushes, discards and zeroes a raw image 
     const disk = Buffer.alloc(size, 0xaa);
     pattern.copy(disk, 0);
     writeFileSync(image, disk);
-    const backend = await startBackend(dir, ['blk', '--image', image, '--serial', 'novm-test-disk', '--queues', '2']);
+    const backend = await startBackend(dir, ['blk', '--image', image, '--serial', 'novm-test-disk', '--queues', '2', '--stats']);
     const initramfs = buildInitramfs({
       modules: ['virtio_pci', 'virtio_blk'],
       binaries: ['/usr/sbin/blkdiscard'],
@@ -132,6 +132,10 @@ test('virtio-blk: Linux reads, writes, flushes, discards and zeroes a raw image 
     assert.ok(after.subarray(8 << 20, 9 << 20).every((b) => b === 0), 'discarded range was punched');
     assert.ok(statSync(image).blocks * 512 < size, 'the image has holes after discard');
     assert.ok(after.subarray(12 << 20, 13 << 20).every((b) => b === 0xaa), 'untouched data stays');
+    // conv=fsync and sync reached the image as VIRTIO_BLK_T_FLUSH (fdatasync on the host).
+    const flushes = Number(/flushes=(\d+)/.exec(backend.log())?.[1]);
+    assert.ok(flushes >= 1, `flushes: ${backend.log()}`);
+    assert.match(backend.log(), /discards=1 writeZeroes=1/, backend.log());
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

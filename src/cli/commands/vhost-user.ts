@@ -22,6 +22,7 @@ export function register(program: Command): void {
     .option('--tap <name>', 'net: tap interface to create or attach to (default: the kernel picks tapN)')
     .option('--cid <n>', 'vsock: guest context ID', '3')
     .option('--uds <path>', 'vsock: Unix socket standing for the guest (guest port N connects to PATH_N)')
+    .option('--stats', 'print the device counters when the front end leaves')
     .option('--keep-listening', 'serve front ends one after another instead of exiting after the first')
     .action(async (kind: string, opts: Record<string, unknown>) => {
       const queues = Number(opts['queues']);
@@ -50,6 +51,7 @@ export function register(program: Command): void {
       try {
         server = new VhostUserServer(device.model, { socketPath: opts['socket'] as string, keepListening: opts['keepListening'] === true, poller });
       } catch (error) {
+        if (opts['stats'] === true && device.summary !== undefined) process.stderr.write(`${device.summary()}\n`);
         await device.close();
         await poller.stop();
         throw error;
@@ -62,6 +64,7 @@ export function register(program: Command): void {
       } finally {
         process.off('SIGINT', stop);
         process.off('SIGTERM', stop);
+        if (opts['stats'] === true && device.summary !== undefined) process.stderr.write(`${device.summary()}\n`);
         await device.close();
         await poller.stop();
       }

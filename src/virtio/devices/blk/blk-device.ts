@@ -68,7 +68,7 @@ export class BlkDevice extends QueueDevice {
   private ioPosition = 0;
   private ioOk = true;
   /** Metrics. */
-  readonly stats = { requests: 0, errors: 0, unsupported: 0 };
+  readonly stats = { requests: 0, reads: 0, writes: 0, flushes: 0, discards: 0, writeZeroes: 0, errors: 0, unsupported: 0 };
 
   constructor(private readonly backend: BlockBackend, options: BlkOptions = {}) {
     super(options);
@@ -138,13 +138,16 @@ export class BlkDevice extends QueueDevice {
       const dataOut = chain.readableBytes - HEADER_BYTES;
       switch (type) {
         case VIRTIO_BLK_T_IN:
+          this.stats.reads++;
           status = this.transfer(chain, memory, sector, dataIn, true);
           if (status === VIRTIO_BLK_S_OK) written = dataIn;
           break;
         case VIRTIO_BLK_T_OUT:
+          this.stats.writes++;
           status = this.backend.readonly ? VIRTIO_BLK_S_IOERR : this.transfer(chain, memory, sector, dataOut, false);
           break;
         case VIRTIO_BLK_T_FLUSH:
+          this.stats.flushes++;
           status = this.backend.flush() ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
           break;
         case VIRTIO_BLK_T_GET_ID:
@@ -153,6 +156,8 @@ export class BlkDevice extends QueueDevice {
           break;
         case VIRTIO_BLK_T_DISCARD:
         case VIRTIO_BLK_T_WRITE_ZEROES:
+          if (type === VIRTIO_BLK_T_DISCARD) this.stats.discards++;
+          else this.stats.writeZeroes++;
           status = this.backend.readonly ? VIRTIO_BLK_S_IOERR : this.ranges(chain, memory, type, dataOut);
           break;
         default:
