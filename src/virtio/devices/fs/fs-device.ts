@@ -41,6 +41,8 @@ interface Slot {
   request: Uint8Array;
   queue: number;
   epoch: number;
+  /** performance.now() when the request was popped (service-time metric). */
+  started: number;
   readonly done: (reply: Uint8Array | null) => void;
 }
 
@@ -60,7 +62,8 @@ export class FsDevice extends QueueDevice {
   private readonly pendingSignal: boolean[];
   private readonly throttled: boolean[];
   private signalScheduled = false;
-  readonly stats = { requests: 0, forgets: 0, oversized: 0, late: 0 };
+  /** serviceMs: summed time from pop to reply (engine plus framing), for --stats. */
+  readonly stats = { requests: 0, forgets: 0, oversized: 0, late: 0, serviceMs: 0 };
 
   constructor(private readonly handler: FuseRequestHandler, options: FsDeviceOptions) {
     super(options);
@@ -135,6 +138,7 @@ export class FsDevice extends QueueDevice {
           this.stats.requests++;
           slot.queue = index;
           slot.epoch = this.epoch;
+          slot.started = performance.now();
           const length = slot.chain.readableBytes;
           if (length > this.maxRequestBytes) {
             this.stats.oversized++;
@@ -159,7 +163,7 @@ export class FsDevice extends QueueDevice {
     if (slot !== undefined && slot.chain.capacity < queueSize) slot.chain = new Chain(queueSize);
     if (slot === undefined && this.slotCount < this.maxInFlight) {
       this.slotCount++;
-      const created: Slot = { chain: new Chain(queueSize), request: new Uint8Array(4096), queue: 0, epoch: -1, done: (reply) => this.finish(created, reply) };
+      const created: Slot = { chain: new Chain(queueSize), request: new Uint8Array(4096), queue: 0, epoch: -1, started: 0, done: (reply) => this.finish(created, reply) };
       slot = created;
     }
     return slot;
@@ -177,6 +181,7 @@ export class FsDevice extends QueueDevice {
       if (queue === undefined || memory === undefined || !this.isActive) return;
       const written = reply === null ? 0 : slot.chain.writeTo(memory, 0, reply);
       queue.pushUsed(slot.chain.head, written);
+      this.stats.serviceMs += performance.now() - slot.started;
       this.pendingSignal[slot.queue] = true;
     } catch (error) {
       this.handleError(error);
