@@ -9,6 +9,7 @@
 import { readlinkSync } from 'node:fs';
 import * as libc from '../native/libc.js';
 import type { ActivationContext, VirtioDeviceModel } from '../virtio/device.js';
+import { VIRTIO_F_RING_PACKED } from '../virtio/queue/features.js';
 import type { QueueStart } from '../virtio/queue/split-queue.js';
 import { CLOSED_BY_PEER, CLOSED_BY_SERVER, ProtocolError, type Message, type VhostUserConnection } from './connection.js';
 import type { FdPoller } from './fd-poller.js';
@@ -155,7 +156,7 @@ export class VhostUserBackend {
         const vring = this.vring(u32(payload, 0));
         const num = u32(payload, 4);
         const max = this.device.queueMaxSizes[u32(payload, 0)]!;
-        if (num < 1 || num > max || (num & (num - 1)) !== 0) throw new RequestFailed(`ring size ${num} (maximum ${max}, a power of 2)`);
+        if (num < 1 || num > max) throw new RequestFailed(`ring size ${num} (maximum ${max})`);
         vring.size = num;
         return;
       }
@@ -170,14 +171,16 @@ export class VhostUserBackend {
       }
       case Request.SetVringBase: {
         const vring = this.vring(u32(payload, 0));
-        vring.base = u32(payload, 4) & 0xffff;
+        // Split: the next avail index. Packed: avail index | wrap << 15 | (used index | wrap << 15) << 16.
+        vring.base = u32(payload, 4);
         return;
       }
       case Request.GetVringBase: {
         const index = u32(payload, 0);
         const vring = this.vring(index);
         const position = vring.running ? this.device.queuePosition?.(index) : undefined;
-        const base = position?.nextAvail ?? vring.base;
+        let base = vring.base;
+        if (position !== undefined) base = this.packed() ? (position.nextAvail | (position.nextUsed << 16)) >>> 0 : position.nextAvail;
         vring.base = base;
         vring.started = false;
         this.dropKick(vring);
@@ -302,6 +305,10 @@ export class VhostUserBackend {
     vring.kickFd = -1;
   }
 
+  private packed(): boolean {
+    return (this.ackedFeatures & VIRTIO_F_RING_PACKED) !== 0n;
+  }
+
   /** Ready to run: everything the ring needs is known and the front end started it. */
   private isReady(vring: Vring): boolean {
     const enabled = (this.ackedFeatures & VHOST_USER_F_PROTOCOL_FEATURES) === 0n || vring.enabled;
@@ -335,9 +342,13 @@ export class VhostUserBackend {
         return undefined;
       }
       const position = positions[i];
+      if (this.packed()) {
+        return { size: v.size, descAddr, driverAddr, deviceAddr, nextAvail: position?.nextAvail ?? v.base & 0xffff, nextUsed: position?.nextUsed ?? v.base >>> 16 };
+      }
       let nextUsed = position?.nextUsed;
+      // Split: where the used ring stands is in guest memory (vhost-user.rst, SET_VRING_BASE).
       if (nextUsed === undefined && memory.isValidRange(deviceAddr + 2, 2)) nextUsed = memory.readU16LE(deviceAddr + 2);
-      return { size: v.size, descAddr, driverAddr, deviceAddr, nextAvail: position?.nextAvail ?? v.base, nextUsed: nextUsed ?? 0 };
+      return { size: v.size, descAddr, driverAddr, deviceAddr, nextAvail: position?.nextAvail ?? v.base & 0xffff, nextUsed: nextUsed ?? 0 };
     });
     if (!queues.some((q) => q !== undefined)) return;
     const context: ActivationContext = {

@@ -8,6 +8,8 @@ import { RngDevice } from '../virtio/devices/rng/rng-device.js';
 import { FuseHandler, UnionFs, configFromFlags } from '../fs/index.js';
 import { openTapNetDevice } from '../virtio/devices/net/index.js';
 import { openHybridVsockDevice } from '../virtio/devices/vsock/index.js';
+import type { QueueDevice } from '../virtio/devices/queue-device.js';
+import { VIRTIO_F_RING_PACKED } from '../virtio/queue/features.js';
 import type { BackendDevice } from './backend.js';
 import type { FdPoller } from './fd-poller.js';
 
@@ -26,6 +28,8 @@ export interface BackendDeviceOptions {
   /** vsock: the guest's context ID and the Unix socket standing for the guest. */
   readonly cid?: number | undefined;
   readonly uds?: string | undefined;
+  /** Offer packed virtqueues (VIRTIO_F_RING_PACKED) as well as split ones. */
+  readonly packed?: boolean;
 }
 
 export interface OpenedDevice {
@@ -39,17 +43,17 @@ export interface OpenedDevice {
 export async function createBackendDevice(kind: string, options: BackendDeviceOptions, poller: FdPoller): Promise<OpenedDevice> {
   switch (kind) {
     case 'rng':
-      const rng = new RngDevice();
-      return { model: rng, close: async () => {}, summary: () => `virtio-rng: bytes=${rng.bytesServed}` };
+      const rng = new RngDevice({ packedRing: options.packed === true });
+      return { model: rng, close: async () => {}, summary: () => `virtio-rng: ${ringLayout(rng)} bytes=${rng.bytesServed}` };
     case 'blk': {
       if (options.image === undefined) throw new InputError('vhost-user blk needs --image FILE');
       const backend = new FileBlockBackend(options.image, options.readonly === true);
-      const model = new BlkDevice(backend, { queues: options.queues ?? 1, ...(options.serial === undefined ? {} : { serial: options.serial }) });
-      return { model, close: async () => backend.close(), summary: () => `virtio-blk: ${Object.entries(model.stats).map(([k, v]) => `${k}=${v}`).join(' ')}` };
+      const model = new BlkDevice(backend, { packedRing: options.packed === true, queues: options.queues ?? 1, ...(options.serial === undefined ? {} : { serial: options.serial }) });
+      return { model, close: async () => backend.close(), summary: () => `virtio-blk: ${ringLayout(model)} ${Object.entries(model.stats).map(([k, v]) => `${k}=${v}`).join(' ')}` };
     }
     case 'console': {
       // Port 0 is a console wired to this process's stdin/stdout.
-      const model = new ConsoleDevice({ ports: [{ console: true }] });
+      const model = new ConsoleDevice({ packedRing: options.packed === true, ports: [{ console: true }] });
       const port = model.ports[0]!;
       port.onData = (data) => process.stdout.write(Buffer.from(data));
       const onInput = (chunk: Buffer): void => {
@@ -62,8 +66,8 @@ export async function createBackendDevice(kind: string, options: BackendDeviceOp
       const config = configFromFlags(options.read ?? [], options.write ?? []);
       const union = new UnionFs(config);
       const handler = new FuseHandler(union);
-      const model = new FsDevice(handler, { tag: options.tag ?? 'novm', requestQueues: options.queues ?? 1 });
-      return { model, close: async () => {}, summary: () => `virtio-fs: ${Object.entries(model.stats).map(([k, v]) => `${k}=${v}`).join(' ')}` };
+      const model = new FsDevice(handler, { packedRing: options.packed === true, tag: options.tag ?? 'novm', requestQueues: options.queues ?? 1 });
+      return { model, close: async () => {}, summary: () => `virtio-fs: ${ringLayout(model)} ${Object.entries(model.stats).map(([k, v]) => `${k}=${v}`).join(' ')}` };
     }
     case 'net': {
       const net = openTapNetDevice({ ...(options.tap === undefined ? {} : { tap: options.tap }), readiness: poller });
@@ -81,4 +85,8 @@ export async function createBackendDevice(kind: string, options: BackendDeviceOp
       if ((BACKEND_DEVICE_KINDS as readonly string[]).includes(kind)) throw new InputError(`vhost-user ${kind}: not implemented yet`);
       throw new InputError(`unknown device kind '${kind}' (expected one of: ${BACKEND_DEVICE_KINDS.join(', ')})`);
   }
+}
+
+function ringLayout(device: QueueDevice): string {
+  return (device.negotiatedFeatures & VIRTIO_F_RING_PACKED) !== 0n ? 'rings=packed' : 'rings=split';
 }

@@ -22,6 +22,7 @@ export function register(program: Command): void {
     .option('--tap <name>', 'net: tap interface to create or attach to (default: the kernel picks tapN)')
     .option('--cid <n>', 'vsock: guest context ID', '3')
     .option('--uds <path>', 'vsock: Unix socket standing for the guest (guest port N connects to PATH_N)')
+    .option('--packed', 'offer packed virtqueues (VIRTIO_F_RING_PACKED) too; QEMU needs packed=on on the device')
     .option('--stats', 'print the device counters when the front end leaves')
     .option('--keep-listening', 'serve front ends one after another instead of exiting after the first')
     .action(async (kind: string, opts: Record<string, unknown>) => {
@@ -38,6 +39,7 @@ export function register(program: Command): void {
         tap: opts['tap'] as string | undefined,
         cid: Number(opts['cid']),
         uds: opts['uds'] as string | undefined,
+        packed: opts['packed'] === true,
       };
       const poller = new FdPoller();
       let device: OpenedDevice;

@@ -5,7 +5,9 @@ import type { GuestMemory } from '../../memory/guest-memory.js';
 import type { ActivationContext, VirtioDeviceModel } from '../device.js';
 import { DescriptorChain } from '../queue/descriptor-chain.js';
 import { isQueueViolation } from '../queue/errors.js';
-import { SplitQueue, type QueueStart } from '../queue/split-queue.js';
+import { QUEUE_FEATURES, VIRTIO_F_RING_PACKED } from '../queue/features.js';
+import type { QueueStart } from '../queue/split-queue.js';
+import { createQueue, type VirtQueue } from '../queue/virt-queue.js';
 
 export type Logger = (line: string) => void;
 
@@ -20,6 +22,13 @@ export interface QueuePosition {
 export interface DeviceOptions {
   /** Where the one line about a broken driver goes. */
   readonly log?: Logger;
+  /** Offer VIRTIO_F_RING_PACKED (§2.8) as well as split rings. */
+  readonly packedRing?: boolean;
+}
+
+/** The transport-independent features a device offers for these options. */
+export function queueFeatures(options: DeviceOptions): bigint {
+  return QUEUE_FEATURES | (options.packedRing === true ? VIRTIO_F_RING_PACKED : 0n);
 }
 
 export abstract class QueueDevice implements VirtioDeviceModel {
@@ -33,7 +42,7 @@ export abstract class QueueDevice implements VirtioDeviceModel {
   protected context: ActivationContext | undefined;
   protected memory: GuestMemory | undefined;
   protected features = 0n;
-  protected queues: Array<SplitQueue | undefined> = [];
+  protected queues: Array<VirtQueue | undefined> = [];
   protected chains: Array<DescriptorChain | undefined> = [];
   private broken = false;
   protected readonly log: Logger;
@@ -52,6 +61,11 @@ export abstract class QueueDevice implements VirtioDeviceModel {
   /** Serve queue `index` after a kick. Throw QueueViolation for a broken driver. */
   protected abstract processQueue(index: number): void;
 
+  /** Features of the last activation (kept after reset, for metrics). */
+  get negotiatedFeatures(): bigint {
+    return this.features;
+  }
+
   get isActive(): boolean {
     return this.context !== undefined && !this.broken;
   }
@@ -66,7 +80,7 @@ export abstract class QueueDevice implements VirtioDeviceModel {
     this.memory = context.memory;
     this.features = context.features;
     const count = this.queueMaxSizes.length;
-    this.queues = new Array<SplitQueue | undefined>(count).fill(undefined);
+    this.queues = new Array<VirtQueue | undefined>(count).fill(undefined);
     this.chains = new Array<DescriptorChain | undefined>(count).fill(undefined);
     try {
       for (let i = 0; i < count && i < context.queues.length; i++) {
@@ -77,7 +91,7 @@ export abstract class QueueDevice implements VirtioDeviceModel {
           this.fail(`queue ${i}: size ${config.size} exceeds the maximum ${max}`);
           return;
         }
-        this.queues[i] = new SplitQueue(config, context.memory, context.features);
+        this.queues[i] = createQueue(config, context.memory, context.features);
         this.chains[i] = new DescriptorChain(config.size);
       }
       this.onActivate();

@@ -4,8 +4,7 @@
 // Malformed requests get VIRTIO_BLK_S_IOERR / UNSUPP; only a broken ring means NEEDS_RESET.
 import type { GuestMemory } from '../../../memory/guest-memory.js';
 import type { DescriptorChain } from '../../queue/descriptor-chain.js';
-import { QUEUE_FEATURES } from '../../queue/features.js';
-import { QueueDevice, type DeviceOptions } from '../queue-device.js';
+import { QueueDevice, queueFeatures, type DeviceOptions } from '../queue-device.js';
 import type { BlockBackend } from './block-backend.js';
 
 export const VIRTIO_ID_BLOCK = 2;
@@ -77,7 +76,7 @@ export class BlkDevice extends QueueDevice {
     if (!Number.isInteger(queues) || queues < 1 || queues > 0xffff) throw new RangeError(`bad queue count ${queues}`);
     this.queueMaxSizes = new Array<number>(queues).fill(queueSize);
     this.sectors = Math.floor(backend.size / SECTOR);
-    let features = QUEUE_FEATURES | VIRTIO_BLK_F_SIZE_MAX | VIRTIO_BLK_F_SEG_MAX | VIRTIO_BLK_F_BLK_SIZE | VIRTIO_BLK_F_FLUSH | VIRTIO_BLK_F_TOPOLOGY;
+    let features = queueFeatures(options) | VIRTIO_BLK_F_SIZE_MAX | VIRTIO_BLK_F_SEG_MAX | VIRTIO_BLK_F_BLK_SIZE | VIRTIO_BLK_F_FLUSH | VIRTIO_BLK_F_TOPOLOGY;
     if (backend.readonly) features |= VIRTIO_BLK_F_RO;
     else features |= VIRTIO_BLK_F_DISCARD | VIRTIO_BLK_F_WRITE_ZEROES;
     if (queues > 1) features |= VIRTIO_BLK_F_MQ;

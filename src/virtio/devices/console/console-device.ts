@@ -5,8 +5,8 @@
 // the port open. The device does no I/O of its own.
 import type { GuestMemory } from '../../../memory/guest-memory.js';
 import type { DescriptorChain } from '../../queue/descriptor-chain.js';
-import { QUEUE_FEATURES, hasFeature } from '../../queue/features.js';
-import { QueueDevice, type DeviceOptions } from '../queue-device.js';
+import { hasFeature } from '../../queue/features.js';
+import { QueueDevice, queueFeatures, type DeviceOptions } from '../queue-device.js';
 
 export const VIRTIO_ID_CONSOLE = 3;
 export const VIRTIO_CONSOLE_F_SIZE = 1n << 0n;
@@ -104,7 +104,7 @@ export class ConsoleDevice extends QueueDevice {
     const queueSize = options.queueSize ?? 128;
     // Port 0's two queues, the control pair, then two per further port (§5.3.2).
     this.queueMaxSizes = new Array<number>(2 * specs.length + 2).fill(queueSize);
-    this.deviceFeatures = QUEUE_FEATURES | VIRTIO_CONSOLE_F_SIZE | VIRTIO_CONSOLE_F_MULTIPORT;
+    this.deviceFeatures = queueFeatures(options) | VIRTIO_CONSOLE_F_SIZE | VIRTIO_CONSOLE_F_MULTIPORT;
     this.configView.setUint16(0, options.cols ?? 80, true);
     this.configView.setUint16(2, options.rows ?? 25, true);
     this.configView.setUint32(4, specs.length, true);

@@ -8,8 +8,7 @@
 // the epoch, and late completions from an earlier epoch are dropped without touching memory.
 import type { DescriptorChain } from '../../queue/descriptor-chain.js';
 import { DescriptorChain as Chain } from '../../queue/descriptor-chain.js';
-import { QUEUE_FEATURES } from '../../queue/features.js';
-import { QueueDevice, type DeviceOptions } from '../queue-device.js';
+import { QueueDevice, queueFeatures, type DeviceOptions } from '../queue-device.js';
 
 export const VIRTIO_ID_FS = 26;
 const TAG_BYTES = 36;
@@ -49,7 +48,7 @@ interface Slot {
 export class FsDevice extends QueueDevice {
   readonly deviceType = VIRTIO_ID_FS;
   readonly queueMaxSizes: readonly number[];
-  readonly deviceFeatures = QUEUE_FEATURES;
+  readonly deviceFeatures: bigint;
   readonly configSize = CONFIG_SIZE;
   private readonly config = new Uint8Array(CONFIG_SIZE);
   private readonly free: Slot[] = [];
@@ -67,6 +66,7 @@ export class FsDevice extends QueueDevice {
 
   constructor(private readonly handler: FuseRequestHandler, options: FsDeviceOptions) {
     super(options);
+    this.deviceFeatures = queueFeatures(options);
     const requestQueues = options.requestQueues ?? 1;
     const queueSize = options.queueSize ?? 1024;
     if (!Number.isInteger(requestQueues) || requestQueues < 1 || requestQueues > 256) throw new RangeError(`bad request queue count ${requestQueues}`);

@@ -1,8 +1,7 @@
 // virtio-rng (virtio 1.2 §5.4): one request queue; the driver posts device-writable buffers
 // and the device fills them with entropy from the host kernel (getrandom via randomFillSync).
 import { randomFillSync } from 'node:crypto';
-import { QUEUE_FEATURES } from '../../queue/features.js';
-import { QueueDevice, type DeviceOptions } from '../queue-device.js';
+import { QueueDevice, queueFeatures, type DeviceOptions } from '../queue-device.js';
 
 export const VIRTIO_ID_RNG = 4;
 /** Bytes served per request at most: bounds host work per guest kick. */
@@ -11,13 +10,14 @@ const MAX_BYTES_PER_REQUEST = 64 * 1024;
 export class RngDevice extends QueueDevice {
   readonly deviceType = VIRTIO_ID_RNG;
   readonly queueMaxSizes = [256];
-  readonly deviceFeatures = QUEUE_FEATURES;
+  readonly deviceFeatures: bigint;
   readonly configSize = 0;
   /** Total bytes handed to the guest (a metric). */
   bytesServed = 0;
 
   constructor(options: DeviceOptions = {}) {
     super(options);
+    this.deviceFeatures = queueFeatures(options);
   }
 
   protected get name(): string {
