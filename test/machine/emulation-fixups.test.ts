@@ -80,3 +80,43 @@ test('instructions novm cannot complete exactly are refused and change nothing',
     assert.equal(v.regs.rip, 0x1000n);
   }
 });
+
+test('popcnt reg,reg is completed exactly: operand sizes, REX registers, flags, RIP', () => {
+  const ZF = 1n << 6n;
+  const CF = 1n;
+  // popcnt eax, ecx (F3 0F B8 C1): 32-bit result zero-extends; flags cleared, ZF clear.
+  let v = new FakeVcpu({ rax: 0xffff_ffff_ffff_ffffn, rcx: 0xdead_beef_0000_00f0n, rflags: 2n | CF | ZF });
+  assert.equal(completeInstruction(v.asVcpu(), Uint8Array.of(0xf3, 0x0f, 0xb8, 0xc1, 0x90)), 'popcnt');
+  assert.equal(v.regs.rax, 4n);
+  assert.equal(v.regs.rflags, 2n);
+  assert.equal(v.regs.rip, 0x1004n);
+  // popcnt r9, r14 (F3 4D 0F B8 CE): 64-bit.
+  v = new FakeVcpu({ r9: 7n, r14: 0x8000_0000_0000_0001n });
+  assert.equal(completeInstruction(v.asVcpu(), Uint8Array.of(0xf3, 0x4d, 0x0f, 0xb8, 0xce)), 'popcnt');
+  assert.equal(v.regs.r9, 2n);
+  assert.equal(v.regs.rip, 0x1005n);
+  // popcnt dx, si (66 F3 0F B8 D6): 16-bit keeps the upper bits; a zero source sets ZF.
+  v = new FakeVcpu({ rdx: 0x1234_5678_9abc_def0n, rsi: 0xffff_0000n });
+  assert.equal(completeInstruction(v.asVcpu(), Uint8Array.of(0x66, 0xf3, 0x0f, 0xb8, 0xd6)), 'popcnt');
+  assert.equal(v.regs.rdx, 0x1234_5678_9abc_0000n);
+  assert.equal(v.regs.rflags & ZF, ZF);
+  assert.equal(v.regs.rip, 0x1005n);
+  // Same register, 64-bit: popcnt rax, rax.
+  v = new FakeVcpu({ rax: 0xffn });
+  assert.equal(completeInstruction(v.asVcpu(), Uint8Array.of(0xf3, 0x48, 0x0f, 0xb8, 0xc0)), 'popcnt');
+  assert.equal(v.regs.rax, 8n);
+});
+
+test('popcnt forms novm does not complete are refused', () => {
+  for (const [bytes, long, tf] of [
+    [Uint8Array.of(0xf3, 0x48, 0x0f, 0xb8, 0x07), true, false], // memory source
+    [Uint8Array.of(0x0f, 0xb8, 0xc1), true, false], // no F3: JMPE / not popcnt
+    [Uint8Array.of(0xf3, 0x0f, 0xb8, 0xc1), false, false], // outside 64-bit mode
+    [Uint8Array.of(0xf3, 0x0f, 0xb8, 0xc1), true, true], // single-stepping
+  ] as const) {
+    const v = new FakeVcpu({ rcx: 3n, rflags: tf ? 2n | (1n << 8n) : 2n }, long);
+    assert.equal(completeInstruction(v.asVcpu(), bytes), undefined);
+    assert.equal(v.regs.rip, 0x1000n);
+    assert.equal(v.regs.rax, 0n);
+  }
+});
