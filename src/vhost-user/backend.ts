@@ -22,6 +22,8 @@ import {
 /** A device model that can also report its rings' positions (every novm QueueDevice can). */
 export interface BackendDevice extends VirtioDeviceModel {
   queuePosition?(index: number): { nextAvail: number; nextUsed: number } | undefined;
+  /** Stop taking requests from a queue; resolves when those in flight are done (GET_VRING_BASE). */
+  quiesce?(index: number): Promise<void> | undefined;
 }
 
 /** NOVM_VHOST_TRACE=1 logs every request (protocol debugging). */
@@ -76,12 +78,13 @@ export class VhostUserBackend {
   }
 
   /** Handles one message; a malformed one closes the connection with one logged line. */
-  handle(message: Message): void {
+  handle(message: Message): void | Promise<void> {
     const { request, flags } = message;
     if (TRACE) this.log(`vhost-user: <- ${requestName(request)} flags=0x${flags.toString(16)} size=${message.payload.byteLength} fds=${message.fds.length}`);
     let ok = true;
     try {
-      this.dispatch(message);
+      const pending = this.dispatch(message);
+      if (pending !== undefined) return pending;
     } catch (error) {
       if (error instanceof RequestFailed || error instanceof MemoryTableError) {
         this.log(`vhost-user: ${requestName(request)} refused: ${error.message}`);
@@ -98,7 +101,7 @@ export class VhostUserBackend {
     }
   }
 
-  private dispatch(message: Message): void {
+  private dispatch(message: Message): Promise<void> | undefined {
     const { request, payload, fds } = message;
     const c = this.connection;
     switch (request) {
@@ -178,19 +181,14 @@ export class VhostUserBackend {
       case Request.GetVringBase: {
         const index = u32(payload, 0);
         const vring = this.vring(index);
-        const position = vring.running ? this.device.queuePosition?.(index) : undefined;
-        let base = vring.base;
-        if (position !== undefined) base = this.packed() ? (position.nextAvail | (position.nextUsed << 16)) >>> 0 : position.nextAvail;
-        vring.base = base;
-        vring.started = false;
-        this.dropKick(vring);
-        this.refresh();
-        c.reply(request, (view) => {
-          view.setUint32(0, index, true);
-          view.setUint32(4, base, true);
-          return 8;
-        });
-        return;
+        // Requests still in flight must land in the used ring before its position is reported.
+        const idle = vring.running ? this.device.quiesce?.(index) : undefined;
+        if (idle !== undefined) {
+          this.dropKick(vring);
+          return idle.then(() => this.stopRing(index));
+        }
+        this.stopRing(index);
+        return undefined;
       }
       case Request.SetVringKick:
       case Request.SetVringCall:
@@ -236,6 +234,23 @@ export class VhostUserBackend {
         }
         throw new RequestFailed('not supported');
     }
+  }
+
+  /** GET_VRING_BASE: stop the ring and report where it stands. */
+  private stopRing(index: number): void {
+    const vring = this.vring(index);
+    const position = vring.running ? this.device.queuePosition?.(index) : undefined;
+    let base = vring.base;
+    if (position !== undefined) base = this.packed() ? (position.nextAvail | (position.nextUsed << 16)) >>> 0 : position.nextAvail;
+    vring.base = base;
+    vring.started = false;
+    this.dropKick(vring);
+    this.refresh();
+    this.connection.reply(Request.GetVringBase, (view) => {
+      view.setUint32(0, index, true);
+      view.setUint32(4, base, true);
+      return 8;
+    });
   }
 
   private vring(index: number): Vring {

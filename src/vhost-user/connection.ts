@@ -34,13 +34,15 @@ export class VhostUserConnection {
   private readonly inputView = new DataView(this.input.data.buffer, this.input.data.byteOffset);
   private have = 0;
   private closed = false;
+  private waiting = false;
   private readonly done: Promise<string>;
   private resolveDone!: (reason: string) => void;
 
   constructor(
     readonly fd: number,
     private readonly poller: FdPoller,
-    private readonly handler: (message: Message) => void,
+    /** May return a promise (a request that waits, e.g. for in-flight I/O): reading pauses until it settles. */
+    private readonly handler: (message: Message) => void | Promise<void>,
   ) {
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
     poller.watch(fd, 'once', () => this.onReadable());
@@ -56,7 +58,7 @@ export class VhostUserConnection {
   }
 
   private onReadable(): void {
-    if (this.closed) return;
+    if (this.closed || this.waiting) return;
     try {
       for (;;) {
         const need = this.have < HEADER_SIZE ? HEADER_SIZE : HEADER_SIZE + this.inputView.getUint32(8, true);
@@ -80,7 +82,18 @@ export class VhostUserConnection {
           if ((flags & FLAG_VERSION_MASK) !== FLAG_VERSION) throw new ProtocolError(`unsupported protocol version in flags 0x${flags.toString(16)}`);
           if (size > MAX_PAYLOAD) throw new ProtocolError(`${requestName(this.inputView.getUint32(0, true))}: payload of ${size} bytes exceeds ${MAX_PAYLOAD}`);
         }
-        if (this.have >= HEADER_SIZE && this.have === HEADER_SIZE + this.inputView.getUint32(8, true)) this.dispatch();
+        if (this.have >= HEADER_SIZE && this.have === HEADER_SIZE + this.inputView.getUint32(8, true)) {
+          const pending = this.dispatch();
+          if (pending !== undefined) {
+            // Messages are handled in order: read nothing more until this one is done.
+            this.waiting = true;
+            pending.then(
+              () => this.resume(),
+              (error: unknown) => this.close(error instanceof Error ? error.message : String(error)),
+            );
+            return;
+          }
+        }
         if (this.closed) return;
       }
       this.poller.rearm(this.fd);
@@ -89,14 +102,20 @@ export class VhostUserConnection {
     }
   }
 
-  private dispatch(): void {
+  private resume(): void {
+    this.waiting = false;
+    this.onReadable();
+  }
+
+  private dispatch(): Promise<void> | undefined {
     const request = this.inputView.getUint32(0, true);
     const flags = this.inputView.getUint32(4, true);
     const size = this.inputView.getUint32(8, true);
     const fds = this.input.fds.splice(0);
     this.have = 0;
     try {
-      this.handler({ request, flags, payload: new DataView(this.input.data.buffer, this.input.data.byteOffset + HEADER_SIZE, size), fds });
+      // The payload view is only valid now: an async handler must read it before awaiting.
+      return this.handler({ request, flags, payload: new DataView(this.input.data.buffer, this.input.data.byteOffset + HEADER_SIZE, size), fds }) ?? undefined;
     } finally {
       for (const fd of fds) if (fd >= 0) libc.close(fd);
     }

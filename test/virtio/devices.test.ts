@@ -365,3 +365,23 @@ test('a queue that does not fit in guest memory puts the device in NEEDS_RESET o
   assert.match(driver.resets[0]!, /not guest RAM/);
   assert.equal(device.needsReset, true);
 });
+
+test('virtio-fs quiesce (vhost-user GET_VRING_BASE): in-flight replies land before the queue reports its position, new kicks are ignored', async () => {
+  const handler = new EchoHandler();
+  const device = new FsDevice(handler, { ...quiet, tag: 'q' });
+  const driver = fakeDriver(2, 16, BASE);
+  device.activate(driver.context);
+  const q = driver.queues[1]!;
+  q.post([{ length: 41, writable: false }, { length: 64, writable: true }]); // odd: replied later
+  device.notify(1);
+  assert.deepEqual(q.takeUsed(), []);
+  const idle = device.quiesce(1);
+  assert.ok(idle !== undefined, 'a request is in flight');
+  q.post([{ length: 40, writable: false }, { length: 64, writable: true }]);
+  device.notify(1);
+  assert.equal(handler.handled, 1, 'kicks on a stopping queue are ignored');
+  await idle;
+  assert.equal(q.takeUsed().length, 1, 'the in-flight reply reached the used ring first');
+  assert.deepEqual(device.queuePosition(1), { nextAvail: 1, nextUsed: 1 });
+  assert.equal(device.quiesce(1), undefined, 'nothing in flight any more');
+});

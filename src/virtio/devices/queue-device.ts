@@ -45,6 +45,8 @@ export abstract class QueueDevice implements VirtioDeviceModel {
   protected queues: Array<VirtQueue | undefined> = [];
   protected chains: Array<DescriptorChain | undefined> = [];
   private broken = false;
+  /** Queues being stopped (quiesce): kicks are ignored until the next activation. */
+  protected readonly paused = new Set<number>();
   protected readonly log: Logger;
 
   constructor(options: DeviceOptions = {}) {
@@ -102,7 +104,7 @@ export abstract class QueueDevice implements VirtioDeviceModel {
 
   notify(queueIndex: number): void {
     if (!this.isActive || !Number.isInteger(queueIndex) || queueIndex < 0 || queueIndex >= this.queues.length) return;
-    if (this.queues[queueIndex] === undefined) return;
+    if (this.queues[queueIndex] === undefined || this.paused.has(queueIndex)) return;
     try {
       this.processQueue(queueIndex);
     } catch (error) {
@@ -117,6 +119,17 @@ export abstract class QueueDevice implements VirtioDeviceModel {
     this.queues = [];
     this.chains = [];
     this.broken = false;
+    this.paused.clear();
+  }
+
+  /**
+   * Stops taking requests from a queue (vhost-user GET_VRING_BASE). Devices that complete
+   * requests later return a promise that resolves once those in flight reached the used ring;
+   * synchronous devices are idle at once (undefined).
+   */
+  quiesce(index: number): Promise<void> | undefined {
+    this.paused.add(index);
+    return undefined;
   }
 
   /** Current ring indices of an active queue (vhost-user GET_VRING_BASE, snapshots). */

@@ -61,6 +61,9 @@ export class FsDevice extends QueueDevice {
   private readonly pendingSignal: boolean[];
   private readonly throttled: boolean[];
   private signalScheduled = false;
+  /** Requests in flight per queue, and who waits for a queue to drain (quiesce). */
+  private readonly inFlight: number[];
+  private readonly drained = new Map<number, Array<() => void>>();
   /** serviceMs: summed time from pop to reply (engine plus framing), for --stats. */
   readonly stats = { requests: 0, forgets: 0, oversized: 0, late: 0, serviceMs: 0 };
 
@@ -79,6 +82,25 @@ export class FsDevice extends QueueDevice {
     new DataView(this.config.buffer).setUint32(TAG_BYTES, requestQueues, true);
     this.pendingSignal = new Array<boolean>(1 + requestQueues).fill(false);
     this.throttled = new Array<boolean>(1 + requestQueues).fill(false);
+    this.inFlight = new Array<number>(1 + requestQueues).fill(0);
+  }
+
+  override quiesce(index: number): Promise<void> | undefined {
+    super.quiesce(index);
+    if ((this.inFlight[index] ?? 0) === 0) return undefined;
+    return new Promise((resolve) => {
+      const waiting = this.drained.get(index) ?? [];
+      waiting.push(resolve);
+      this.drained.set(index, waiting);
+    });
+  }
+
+  private settle(index: number): void {
+    if ((this.inFlight[index] ?? 0) > 0) return;
+    const waiting = this.drained.get(index);
+    if (waiting === undefined) return;
+    this.drained.delete(index);
+    for (const resolve of waiting) resolve();
   }
 
   protected get name(): string {
@@ -99,6 +121,9 @@ export class FsDevice extends QueueDevice {
     this.epoch++;
     this.pendingSignal.fill(false);
     this.throttled.fill(false);
+    this.inFlight.fill(0);
+    // Nothing in flight counts any more: whoever waits for a drain can go on.
+    for (const index of [...this.drained.keys()]) this.settle(index);
   }
 
   protected processQueue(index: number): void {
@@ -139,6 +164,7 @@ export class FsDevice extends QueueDevice {
           slot.queue = index;
           slot.epoch = this.epoch;
           slot.started = performance.now();
+          this.inFlight[index] = (this.inFlight[index] ?? 0) + 1;
           const length = slot.chain.readableBytes;
           if (length > this.maxRequestBytes) {
             this.stats.oversized++;
@@ -171,8 +197,9 @@ export class FsDevice extends QueueDevice {
 
   /** A reply from the engine (or none): write it, return the chain, maybe notify. */
   private finish(slot: Slot, reply: Uint8Array | null): void {
+    const current = slot.epoch === this.epoch;
     try {
-      if (slot.epoch !== this.epoch) {
+      if (!current) {
         this.stats.late++;
         return;
       }
@@ -188,6 +215,14 @@ export class FsDevice extends QueueDevice {
     } finally {
       slot.epoch = -1;
       this.free.push(slot);
+    }
+    if (current) {
+      this.inFlight[slot.queue] = Math.max(0, (this.inFlight[slot.queue] ?? 1) - 1);
+      if (this.inFlight[slot.queue] === 0) {
+        // A stopping queue's last reply must reach the driver before its position is reported.
+        if (this.drained.has(slot.queue)) this.flushSignals();
+        this.settle(slot.queue);
+      }
     }
     if (!this.processing) this.scheduleSignals();
   }
