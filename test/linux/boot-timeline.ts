@@ -38,6 +38,9 @@ export function bootTimeline(options: BootTimelineOptions): Promise<BootTimeline
   return new Promise((resolve) => {
     const started = Date.now();
     const child = spawn(process.execPath, [NOVM_CLI, 'boot', ...options.args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Never leave a VM running behind a parent that ends first (a test timeout, Ctrl-C).
+    const killChild = (): void => { child.kill('SIGKILL'); };
+    process.once('exit', killChild);
     const lines: TimedLine[] = [];
     let stoppedAt: TimedLine | undefined;
     let timedOut = false;
@@ -67,6 +70,7 @@ export function bootTimeline(options: BootTimelineOptions): Promise<BootTimeline
     }, options.deadlineMs);
     child.on('close', (status) => {
       clearTimeout(timer);
+      process.removeListener('exit', killChild);
       take('stdout', '', true);
       take('stderr', '', true);
       resolve({ lines, ...(stoppedAt !== undefined ? { stoppedAt } : {}), status, timedOut, ms: Date.now() - started });

@@ -12,6 +12,8 @@ if (!Number.isInteger(seconds) || seconds <= 0) {
   process.stderr.write('usage: measure-linux-boot.js DEADLINE_S [--stop-at REGEX] [novm boot args...]\n');
   process.exit(2);
 }
+// Exit (which stops the VM, see boot-timeline.ts) on Ctrl-C or kill.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
 const fmt = (ms: number): string => (ms / 1000).toFixed(1).padStart(7);
 const timeline = await bootTimeline({
   args: ['--timeout', String(seconds), '--verbose', ...args],
