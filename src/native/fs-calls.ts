@@ -113,10 +113,17 @@ export const StatfsOffset = {
 /** FUSE_DEV_IOC_CLONE = _IOR(229, 0, uint32_t). */
 export const FUSE_DEV_IOC_CLONE = 0x8004e500;
 
-/** struct iovec for preadv2 (RWF_NOWAIT reads that never block on a cache miss). */
-const IoVec = koffi.struct('novm_iovec', { base: 'void *', len: 'size_t' });
-export const preadv2 = libc.func('intptr_t preadv2(int fd, const novm_iovec *iov, int iovcnt, int64_t offset, int flags)') as (fd: number, iov: Array<{ base: Uint8Array; len: number }>, iovcnt: number, offset: number, flags: number) => number;
-void IoVec;
+/** preadv2 (RWF_NOWAIT reads that never block on a cache miss). The iovec array is raw memory
+ *  (base address, length pairs) so that koffi passes it as is; buffers come from nativeBuffer(). */
+export const preadv2 = libc.func('intptr_t preadv2(int fd, const void *iov, int iovcnt, int64_t offset, int flags)') as (fd: number, iov: BigUint64Array, iovcnt: number, offset: number, flags: number) => number;
+
+/** A buffer in native memory whose address is known (for iovecs). Lives as long as the process. */
+export function nativeBuffer(size: number): { buffer: Buffer; address: bigint } {
+  const pointer = koffi.alloc('uint8_t', size);
+  keepAlive.push(pointer);
+  return { buffer: Buffer.from(koffi.view(pointer, size)), address: koffi.address(pointer) };
+}
+const keepAlive: unknown[] = [];
 export const RWF_NOWAIT = 8;
 export const writeFd = libc.func('intptr_t write(int fd, const void *buf, size_t count)') as (fd: number, buf: Uint8Array, count: number) => number;
 export const readFd = libc.func('intptr_t read(int fd, void *buf, size_t count)') as (fd: number, buf: Uint8Array, count: number) => number;
