@@ -374,3 +374,31 @@ test('packed virtqueues (VIRTIO_F_RING_PACKED): Linux does block and virtiofs I/
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a front end killed in the middle of I/O: the back end survives, serves the next one (--keep-listening), and stops cleanly on SIGTERM', { skip: skipReason, timeout: 180_000 }, async () => {
+  const { writeFileSync } = await import('node:fs');
+  const { createHash } = await import('node:crypto');
+  const dir = mkdtempSync(join(tmpdir(), 'novm-kill-'));
+  try {
+    const image = join(dir, 'disk.img');
+    const content = Buffer.alloc(8 << 20);
+    for (let i = 0; i < content.length; i++) content[i] = (i * 7) & 0xff;
+    writeFileSync(image, content);
+    const backend = await startBackend(dir, ['blk', '--image', image, '--readonly', '--keep-listening']);
+    const qemuArgs = ['-chardev', `socket,id=b,path=${backend.socket}`, '-device', 'vhost-user-blk-pci,chardev=b'];
+    // First guest: reads in a loop until QEMU is SIGKILLed by the harness timeout.
+    const busy = buildInitramfs({ modules: ['virtio_pci', 'virtio_blk'], script: 'echo looping; while true; do dd if=/dev/vda of=/dev/null bs=64k iflag=direct 2>/dev/null; done' });
+    const first = await runGuest({ initramfs: busy, qemuArgs, timeoutMs: 15_000 });
+    assert.equal(first.timedOut, true, first.transcript.slice(-2000));
+    assert.match(first.output ?? first.transcript, /looping/);
+    // Second guest: the same back end still serves, and the bytes are right.
+    const check = buildInitramfs({ modules: ['virtio_pci', 'virtio_blk'], script: 'echo sum=$(dd if=/dev/vda bs=1M count=8 iflag=direct 2>/dev/null | sha256sum | cut -d" " -f1)' });
+    const second = await runGuest({ initramfs: check, qemuArgs });
+    assert.equal(second.status, 0, `${second.transcript.slice(-2000)}\n${backend.log()}`);
+    assert.equal(/sum=(\S+)/.exec(second.output ?? '')?.[1], createHash('sha256').update(content).digest('hex'));
+    backend.child.kill('SIGTERM');
+    assert.equal(await backend.exited, 0, backend.log());
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
