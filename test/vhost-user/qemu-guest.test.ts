@@ -210,7 +210,7 @@ test('virtio-fs: Linux mounts the union read-write; a file tree round-trips betw
   }
 });
 
-test('fio --verify passes on virtio-blk and on virtiofs, both served by novm, in one guest', { skip: skipReason, timeout: 180_000 }, async () => {
+test('fio --verify passes on virtio-blk and on virtiofs, both served by novm, in one guest', { skip: skipReason ?? (existsSync(FIO) ? undefined : `${FIO} not installed (Debian package fio)`), timeout: 180_000 }, async () => {
   const { writeFileSync, mkdirSync, statSync } = await import('node:fs');
   const dir = mkdtempSync(join(tmpdir(), 'novm-fio-'));
   try {
@@ -253,7 +253,7 @@ test('fio --verify passes on virtio-blk and on virtiofs, both served by novm, in
   }
 });
 
-test('virtio-vsock: a guest program connects to a host Unix socket through the vhost-user back end', { skip: skipReason, timeout: 150_000 }, async () => {
+test('virtio-vsock: a guest program connects to a host Unix socket through the vhost-user back end', { skip: skipReason ?? (existsSync('/usr/bin/socat') ? undefined : '/usr/bin/socat not installed (Debian package socat)'), timeout: 150_000 }, async () => {
   const { createServer } = await import('node:net');
   const dir = mkdtempSync(join(tmpdir(), 'novm-vsock-'));
   const uds = join(dir, 'guest.vsock');
@@ -331,7 +331,7 @@ test('virtio-net: the guest pings the host end of a tap (in a private network na
   }
 });
 
-test('packed virtqueues (VIRTIO_F_RING_PACKED): Linux does block and virtiofs I/O with fio --verify over packed rings', { skip: skipReason, timeout: 180_000 }, async () => {
+test('packed virtqueues (VIRTIO_F_RING_PACKED): Linux does block and virtiofs I/O with fio --verify over packed rings', { skip: skipReason ?? (existsSync(FIO) ? undefined : `${FIO} not installed (Debian package fio)`), timeout: 180_000 }, async () => {
   const { writeFileSync, mkdirSync } = await import('node:fs');
   const dir = mkdtempSync(join(tmpdir(), 'novm-packed-'));
   try {
