@@ -385,3 +385,19 @@ test('virtio-fs quiesce (vhost-user GET_VRING_BASE): in-flight replies land befo
   assert.deepEqual(device.queuePosition(1), { nextAvail: 1, nextUsed: 1 });
   assert.equal(device.quiesce(1), undefined, 'nothing in flight any more');
 });
+
+test('virtio-fs: a request larger than the engine accepts gets a FUSE error reply (E2BIG) with its unique', () => {
+  const handler = new EchoHandler();
+  const device = new FsDevice(handler, { ...quiet, tag: 'big', maxRequestBytes: 4096 });
+  const driver = fakeDriver(2, 16, BASE);
+  device.activate(driver.context);
+  const request = new Uint8Array(8192);
+  new DataView(request.buffer).setBigUint64(8, 77n, true);
+  const posted = driver.queues[1]!.post([{ length: 8192, writable: false, data: request }, { length: 64, writable: true }]);
+  device.notify(1);
+  assert.deepEqual(driver.queues[1]!.takeUsed(), [{ id: posted.head, length: 16 }]);
+  const reply = new DataView(driver.memory.read(posted.addresses[1]!, 16).buffer);
+  assert.equal(reply.getInt32(4, true), -7);
+  assert.equal(reply.getBigUint64(8, true), 77n);
+  assert.equal(handler.handled, 0);
+});

@@ -6,6 +6,7 @@
 // Replies can come later than the kick (data I/O runs in the libuv pool), so every request in
 // flight owns a slot: its own DescriptorChain and a copy of the request bytes. A reset bumps
 // the epoch, and late completions from an earlier epoch are dropped without touching memory.
+import type { GuestMemory } from '../../../memory/guest-memory.js';
 import type { DescriptorChain } from '../../queue/descriptor-chain.js';
 import { DescriptorChain as Chain } from '../../queue/descriptor-chain.js';
 import { QueueDevice, queueFeatures, type DeviceOptions } from '../queue-device.js';
@@ -15,6 +16,8 @@ const TAG_BYTES = 36;
 const CONFIG_SIZE = 40;
 /** The largest FORGET batch read from the hiprio queue (BATCH_FORGET: 16 bytes per entry). */
 const MAX_HIPRIO_REQUEST = 64 * 1024;
+/** Linux errno for a request larger than the engine accepts. */
+const E2BIG = 7;
 
 /** What the device needs of a FUSE server: src/fs FuseHandler fits. */
 export interface FuseRequestHandler {
@@ -56,6 +59,8 @@ export class FsDevice extends QueueDevice {
   private readonly maxInFlight: number;
   private readonly maxRequestBytes: number;
   private readonly hiprio = new Uint8Array(MAX_HIPRIO_REQUEST);
+  private readonly requestHeader = new Uint8Array(16);
+  private readonly errorOut = new Uint8Array(16);
   private epoch = 0;
   private processing = false;
   private readonly pendingSignal: boolean[];
@@ -168,7 +173,7 @@ export class FsDevice extends QueueDevice {
           const length = slot.chain.readableBytes;
           if (length > this.maxRequestBytes) {
             this.stats.oversized++;
-            this.finish(slot, null);
+            this.finish(slot, this.errorReply(slot.chain, memory, E2BIG));
             continue;
           }
           if (slot.request.length < length) slot.request = new Uint8Array(Math.max(length, 2 * slot.request.length));
@@ -182,6 +187,19 @@ export class FsDevice extends QueueDevice {
       this.processing = false;
       this.flushSignals();
     }
+  }
+
+  /**
+   * A FUSE error reply {len 16, error -errno, unique} for a request the engine never sees:
+   * the driver gets a clean error instead of a short reply.
+   */
+  private errorReply(chain: DescriptorChain, memory: GuestMemory, errno: number): Uint8Array | null {
+    if (chain.readFrom(memory, 0, this.requestHeader) < 16) return null;
+    const out = new DataView(this.errorOut.buffer);
+    out.setUint32(0, 16, true);
+    out.setInt32(4, -errno, true);
+    out.setBigUint64(8, new DataView(this.requestHeader.buffer).getBigUint64(8, true), true);
+    return this.errorOut;
   }
 
   private takeSlot(queueSize: number): Slot | undefined {
