@@ -33,7 +33,7 @@ export class FdPoller {
   readonly ready: Promise<void>;
   private markReady!: () => void;
 
-  constructor(onError: (message: string) => void = (m) => process.stderr.write(`${m}\n`)) {
+  constructor(private readonly onError: (message: string) => void = (m) => process.stderr.write(`${m}\n`)) {
     this.controlFd = libc.check('eventfd', libc.eventfd(0, libc.EFD_CLOEXEC | libc.EFD_NONBLOCK));
     new DataView(this.one.buffer).setBigUint64(0, 1n, true);
     const [mainEnd, workerEnd] = socketPair(SOCK_CLOEXEC);
@@ -59,7 +59,16 @@ export class FdPoller {
       this.partial = Buffer.alloc(0);
     }
     const whole = data.length - (data.length % 4);
-    for (let at = 0; at < whole; at += 4) this.callbacks.get(data.readInt32LE(at))?.();
+    for (let at = 0; at < whole; at += 4) {
+      const callback = this.callbacks.get(data.readInt32LE(at));
+      if (callback === undefined) continue;
+      try {
+        callback();
+      } catch (error) {
+        // A watcher's bug must not take the process (and every other device) down.
+        this.onError(`fd poller: callback for descriptor ${data.readInt32LE(at)} failed: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
     if (whole < data.length) this.partial = Buffer.from(data.subarray(whole));
   }
 
