@@ -12,6 +12,7 @@ import { DescriptorChain } from '../../src/virtio/queue/descriptor-chain.js';
 import { QueueViolation, type QueueViolationCode } from '../../src/virtio/queue/errors.js';
 import { VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_RING_PACKED, VIRTIO_F_VERSION_1 } from '../../src/virtio/queue/features.js';
 import { PackedQueue } from '../../src/virtio/queue/packed-queue.js';
+import { FakePackedDriver } from './fake-packed-driver.js';
 
 const ALL = VIRTIO_F_VERSION_1 | VIRTIO_F_INDIRECT_DESC | VIRTIO_F_EVENT_IDX | VIRTIO_F_RING_PACKED;
 const NEXT = 1;
@@ -19,91 +20,6 @@ const WRITE = 2;
 const INDIRECT = 4;
 const AVAIL = 1 << 7;
 const USED = 1 << 15;
-
-/** A packed-ring driver: descriptors at 0x1000, event areas at 0x0 / 0x10, data from 0x10000. */
-class FakePackedDriver {
-  readonly memory = GuestMemory.anonymous([{ start: 0, size: 1 << 20 }]);
-  readonly config;
-  private next = 0;
-  private wrap = true;
-  private usedNext = 0;
-  private usedWrap = true;
-  private data = 0x10000;
-  private nextId = 0;
-
-  constructor(readonly size: number) {
-    this.config = { size, descAddr: 0x1000, driverAddr: 0x0, deviceAddr: 0x10 };
-  }
-
-  allocate(length: number): number {
-    if (this.data + length > 0xf0000) this.data = 0x10000;
-    const a = this.data;
-    this.data += Math.max(16, Math.ceil(length / 16) * 16);
-    return a;
-  }
-
-  /** Posts a chain; the head's flags are written last, as a driver must (§2.8.21). */
-  post(buffers: ReadonlyArray<{ length: number; writable: boolean }>, indirect = false): { id: number; addresses: number[] } {
-    const id = this.nextId++ & 0x7fff;
-    const addresses = buffers.map((b) => this.allocate(b.length));
-    const availFlags = this.wrap ? AVAIL : USED;
-    const writes: Array<() => void> = [];
-    const put = (slot: number, addr: number, len: number, flags: number) => {
-      const d = this.config.descAddr + 16 * slot;
-      this.memory.writeU64LE(d, BigInt(addr));
-      this.memory.writeU32LE(d + 8, len);
-      this.memory.writeU16LE(d + 12, id);
-      return () => this.memory.writeU16LE(d + 14, flags);
-    };
-    if (indirect) {
-      const table = this.allocate(16 * buffers.length);
-      buffers.forEach((b, i) => {
-        this.memory.writeU64LE(table + 16 * i, BigInt(addresses[i]!));
-        this.memory.writeU32LE(table + 16 * i + 8, b.length);
-        this.memory.writeU16LE(table + 16 * i + 14, b.writable ? WRITE : 0);
-      });
-      writes.push(put(this.next, table, 16 * buffers.length, INDIRECT | availFlags));
-      this.advance();
-    } else {
-      buffers.forEach((b, i) => {
-        const flags = (b.writable ? WRITE : 0) | (i + 1 < buffers.length ? NEXT : 0) | (this.wrap ? AVAIL : USED);
-        writes.push(put(this.next, addresses[i]!, b.length, flags));
-        this.advance();
-      });
-    }
-    for (let i = writes.length - 1; i >= 0; i--) writes[i]!();
-    return { id, addresses };
-  }
-
-  private advance(): void {
-    if (++this.next === this.size) {
-      this.next = 0;
-      this.wrap = !this.wrap;
-    }
-  }
-
-  /** Used elements the device wrote since the last call: [id, len]. */
-  takeUsed(): Array<[number, number]> {
-    const out: Array<[number, number]> = [];
-    for (;;) {
-      const d = this.config.descAddr + 16 * this.usedNext;
-      const flags = this.memory.readU16LE(d + 14);
-      const avail = (flags & AVAIL) !== 0;
-      const used = (flags & USED) !== 0;
-      if (avail !== this.usedWrap || used !== this.usedWrap) return out;
-      out.push([this.memory.readU16LE(d + 12), this.memory.readU32LE(d + 8)]);
-      // Skip the slots the chain took: the driver knows them (here: by remembering lengths).
-      const slots = this.chainSlots.shift() ?? 1;
-      this.usedNext += slots;
-      if (this.usedNext >= this.size) {
-        this.usedNext -= this.size;
-        this.usedWrap = !this.usedWrap;
-      }
-    }
-  }
-
-  readonly chainSlots: number[] = [];
-}
 
 test('packed: chains of every shape round-trip across many wraps, with indirect tables', () => {
   fc.assert(
@@ -279,4 +195,52 @@ test('a device runs over packed rings unchanged (virtio-blk read)', () => {
   assert.equal(driver.memory.readU8(posted.addresses[2]!), VIRTIO_BLK_S_OK);
   assert.ok(driver.memory.read(posted.addresses[1]!, 512).every((b) => b === 0x3c));
   assert.deepEqual(resets, []);
+});
+
+test('hostile packed driver vs blk and fs devices: no exception escapes, and a reset brings them back', async () => {
+  const { FsDevice } = await import('../../src/virtio/devices/fs/fs-device.js');
+  // Each device, and the good request it must serve after the hostile run: [queue, reply length].
+  const makers: Array<[() => BlkDevice | InstanceType<typeof FsDevice>, number, number]> = [
+    [() => new BlkDevice(new MemoryBlockBackend(1 << 16), { log: () => {}, packedRing: true }), 0, 513],
+    [() => new FsDevice({ handle: (_r, done) => setImmediate(() => done(new Uint8Array(16))), forget: () => {} }, { log: () => {}, packedRing: true, tag: 'p' }), 1, 16],
+  ];
+  for (const [make, goodQueue, goodLength] of makers) {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.oneof(
+          fc.record({ kind: fc.constant('post' as const), count: fc.integer({ min: 1, max: 4 }), writable: fc.boolean(), indirect: fc.boolean() }),
+          fc.record({ kind: fc.constant('scribble' as const), offset: fc.nat(16 * 16 - 1), bytes: fc.uint8Array({ minLength: 1, maxLength: 16 }) }),
+          fc.record({ kind: fc.constant('notify' as const), queue: fc.integer({ min: -1, max: 3 }) }),
+        ), { maxLength: 25 }),
+        async (actions) => {
+          const device = make();
+          const driver = new FakePackedDriver(16);
+          const context = (d: FakePackedDriver, resets: string[]) => ({ memory: d.memory, features: ALL, queues: [d.config, { ...d.config, descAddr: 0x2000, driverAddr: 0x20, deviceAddr: 0x30 }], notifyQueue: () => {}, notifyConfig: () => {}, needsReset: (r: string) => resets.push(r) });
+          device.activate(context(driver, []));
+          for (const a of actions) {
+            if (a.kind === 'post') driver.post(Array.from({ length: a.count }, (_, i) => ({ length: 64, writable: a.writable && i > 0 })), a.indirect);
+            else if (a.kind === 'scribble') driver.memory.write(0x1000 + a.offset, a.bytes.subarray(0, Math.min(a.bytes.length, 16 * 16 - a.offset)));
+            else device.notify(a.queue);
+          }
+          await new Promise((resolve) => setImmediate(resolve));
+          device.reset();
+          const clean = new FakePackedDriver(16);
+          const resets: string[] = [];
+          device.activate(context(clean, resets));
+          // Queue 0 of the clean driver is at 0x1000; requests go there (fs: pretend it is queue 1).
+          const cfg = context(clean, resets);
+          if (goodQueue === 1) device.activate({ ...cfg, queues: [{ ...clean.config, descAddr: 0x2000, driverAddr: 0x20, deviceAddr: 0x30 }, clean.config] });
+          const posted = clean.post([{ length: 16, writable: false }, { length: 512, writable: true }, { length: 1, writable: true }]);
+          clean.memory.write(posted.addresses[0]!, new Uint8Array(16));
+          clean.chainSlots.push(3);
+          device.notify(goodQueue);
+          await new Promise((resolve) => setImmediate(resolve));
+          assert.deepEqual(clean.takeUsed(), [[posted.id, goodLength]]);
+          assert.deepEqual(resets, []);
+          assert.equal(device.needsReset, false);
+        },
+      ),
+      { numRuns: 100 },
+    );
+  }
 });
