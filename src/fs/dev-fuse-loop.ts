@@ -42,7 +42,9 @@ function serve(data: LoopWorkerData): void {
   const union = new UnionFs(data.config);
   const io = new QueuedDataIo(queue);
   const log = (line: string) => process.stderr.write(`novm fs: ${line}\n`);
-  const handler = new FuseHandler(union, { cacheTimeoutSeconds: data.cacheTimeoutSeconds, dataIo: io, log });
+  // Writeback and read-ahead may hold at most all but 4 request buffers: the rest stay free for
+  // the requests of other processes while a large flush saturates the I/O threads.
+  const handler = new FuseHandler(union, { cacheTimeoutSeconds: data.cacheTimeoutSeconds, dataIo: io, log, maxBackground: Math.max(1, queue.count - 4) });
   const fd = data.devFd;
   const views: Uint8Array[] = [];
   for (let i = 0; i < queue.count; i++) views.push(queue.buffer(i));

@@ -12,7 +12,7 @@
 // Every field the client sends is bounds-checked against the request length; a malformed request
 // gets an error reply (EINVAL/EPROTO/ESTALE/EBADF), never an exception out of handle().
 import {
-  closeFd, fallocate, fstatfs, lseek, nativeBuffer, O_ACCMODE, preadv2, pwrite, RWF_NOWAIT, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, S_IFDIR, SEEK_DATA, SEEK_HOLE,
+  closeFd, fallocate, fstatfs, lseek, nativeBuffer, O_ACCMODE, S_IFREG, preadv2, pwrite, RWF_NOWAIT, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, S_IFDIR, SEEK_DATA, SEEK_HOLE,
   STATFS_SIZE, StatfsOffset, StatOffset, syncfs,
 } from '../native/fs-calls.js';
 import { Errno, errnoOf, FsError, fsError, sys } from './errors.js';
@@ -46,6 +46,12 @@ export interface HandlerOptions {
   readonly log?: (line: string) => void;
   /** Where blocking data operations run (default: libuv's thread pool). */
   readonly dataIo?: DataIo;
+  /** Answer OPEN with ENOSYS so that the kernel stops sending OPEN/RELEASE (default true). */
+  readonly noOpen?: boolean;
+  /** Background requests (read-ahead, writeback) the kernel may have in flight (default 64). A
+   *  transport with a fixed number of request buffers keeps this below it, so that buffers are
+   *  always left for other requests while writeback saturates the I/O threads. */
+  readonly maxBackground?: number;
 }
 
 /** Writes up to this size are done inline: a buffered write of this size costs microseconds. */
@@ -97,7 +103,16 @@ export class FuseHandler {
     this.timeout = options.cacheTimeoutSeconds ?? 1;
     this.log = options.log ?? ((line) => process.stderr.write(`novm fs: ${line}\n`));
     this.dataIo = options.dataIo ?? new LibuvDataIo();
+    this.noOpen = options.noOpen ?? true;
+    this.maxBackground = Math.max(1, Math.min(options.maxBackground ?? 64, 0xffff));
+    // Node I/O fds retired by the engine (copy-up, forget) may still be in use by in-flight I/O.
+    this.union.retireFd = (fd) => {
+      if (this.dataIo.busy(fd)) this.deferredClose.push(fd);
+      else closeFd(fd);
+    };
   }
+  private readonly noOpen: boolean;
+  private readonly maxBackground: number;
 
   get negotiatedMinor(): number {
     return this.minor;
@@ -231,6 +246,17 @@ export class FuseHandler {
     if (!f) throw fsError(Errno.EBADF);
     return f;
   }
+  /** The host fd for data I/O: the handle's, or with fh 0 (the client opened the file without an
+   *  OPEN request, see OPEN below) the node's own I/O fd, writable when `write` (copying up). */
+  private ioFile(write: boolean, o = IN_HEADER_SIZE): { fd: number; node: FsNode } {
+    this.need(o + 8);
+    if (this.noOpen && this.dv.getUint32(this.base + o, true) === 0 && this.dv.getUint32(this.base + o + 4, true) === 0) {
+      const node = this.node();
+      return { fd: this.union.ioFd(node, write), node };
+    }
+    return this.file(o);
+  }
+
   private get uid(): number {
     return this.dv.getUint32(this.base + 24, true);
   }
@@ -476,6 +502,13 @@ export class FuseHandler {
       case Opcode.OPEN: {
         const flags = this.u32(I);
         const node = this.node();
+        if (this.noOpen) {
+          // "No open" mode (FUSE 7.28+): the kernel takes ENOSYS as success with fh 0 and stops
+          // sending OPEN and RELEASE; reads and writes then use the node's own I/O fd. Saves two
+          // requests per opened file. O_TRUNC arrives as SETATTR (atomic O_TRUNC is not offered).
+          if (node.type !== S_IFREG) throw fsError(node.isDir ? Errno.EISDIR : Errno.EINVAL);
+          throw fsError(Errno.ENOSYS);
+        }
         if ((flags & O_ACCMODE) !== O_RDONLY || (flags & O_TRUNC) !== 0) u.copyUp(node);
         if ((this.u32(I + 4) & FUSE_OPEN_KILL_SUIDGID) !== 0 && (flags & O_TRUNC) !== 0) u.killPrivileges(node);
         const f = this.addFile(u.open(node, this.hostOpenFlags(flags)), node, null);
@@ -487,8 +520,16 @@ export class FuseHandler {
         const mode = this.u32(I + 4);
         const parent = this.node();
         const made = op === Opcode.CREATE ? u.create(parent, this.cstring(I + 16)[0], mode, this.uid, this.gid) : u.tmpfile(parent, mode, this.uid, this.gid);
-        const f = this.addFile(made.fd, made.node, null);
         this.writeEntry(this.out, OUT_HEADER_SIZE, made.node);
+        if (this.noOpen) {
+          // In "no open" mode the kernel never sends RELEASE, not even for created files: the new
+          // fd becomes the node's I/O fd and the client gets fh 0.
+          u.adoptIoFd(made.node, made.fd);
+          for (let i = 0; i < OPEN_OUT_SIZE; i += 4) this.out.setUint32(OUT_HEADER_SIZE + ENTRY_OUT_SIZE + i, 0, true);
+          this.out.setUint32(OUT_HEADER_SIZE + ENTRY_OUT_SIZE + 8, FOPEN_KEEP_CACHE, true);
+          return done(this.ok(ENTRY_OUT_SIZE + OPEN_OUT_SIZE));
+        }
+        const f = this.addFile(made.fd, made.node, null);
         this.writeOpenOut(OUT_HEADER_SIZE + ENTRY_OUT_SIZE, f, FOPEN_KEEP_CACHE);
         return done(this.ok(ENTRY_OUT_SIZE + OPEN_OUT_SIZE));
       }
@@ -503,6 +544,8 @@ export class FuseHandler {
         throw fsError(Errno.ENOSYS);
       case Opcode.RELEASE:
       case Opcode.RELEASEDIR:
+        // fh 0: a file used without OPEN (its I/O fd belongs to the node): nothing to release.
+        if (op === Opcode.RELEASE && this.noOpen && this.u32(I) === 0 && this.u32(I + 4) === 0) return done(this.ok(0));
         this.releaseFile(this.file());
         return done(this.ok(0));
       case Opcode.FSYNC:
@@ -563,12 +606,12 @@ export class FuseHandler {
         this.node();
         return done(this.ok(0));
       case Opcode.FALLOCATE: {
-        const f = this.file();
+        const f = this.ioFile(true);
         sys(fallocate(f.fd, this.u32(I + 24), this.u64Wide(I + 8), this.u64Wide(I + 16)));
         return done(this.ok(0));
       }
       case Opcode.LSEEK: {
-        const f = this.file();
+        const f = this.ioFile(false);
         const whence = this.u32(I + 16);
         if (whence !== SEEK_DATA && whence !== SEEK_HOLE) throw fsError(Errno.EINVAL);
         const pos = sys(lseek(f.fd, this.u64(I + 8), whence));
@@ -602,7 +645,7 @@ export class FuseHandler {
     if (minor < FUSE_MIN_MINOR_VERSION) throw fsError(Errno.EPROTO);
     const maxReadahead = this.u32(I + 8);
     const offered = this.u32(I + 12);
-    const wanted = FUSE_ASYNC_READ | FUSE_ATOMIC_O_TRUNC | FUSE_BIG_WRITES | FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO |
+    const wanted = FUSE_ASYNC_READ | (this.noOpen ? 0 : FUSE_ATOMIC_O_TRUNC) | FUSE_BIG_WRITES | FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO |
       FUSE_ASYNC_DIO | FUSE_WRITEBACK_CACHE | FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES | FUSE_CACHE_SYMLINKS |
       // We clear set-user/group-ID bits ourselves when the kernel flags a write, truncate or chown;
       // in exchange the kernel stops asking for security.capability before every write.
@@ -614,8 +657,8 @@ export class FuseHandler {
     out.setUint32(OUT_HEADER_SIZE + 4, this.minor, true);
     out.setUint32(OUT_HEADER_SIZE + 8, maxReadahead, true);
     out.setUint32(OUT_HEADER_SIZE + 12, flags, true);
-    out.setUint16(OUT_HEADER_SIZE + 16, 64, true); // max_background
-    out.setUint16(OUT_HEADER_SIZE + 18, 48, true); // congestion_threshold
+    out.setUint16(OUT_HEADER_SIZE + 16, this.maxBackground, true);
+    out.setUint16(OUT_HEADER_SIZE + 18, Math.max(1, Math.floor((this.maxBackground * 3) / 4)), true); // congestion_threshold
     out.setUint32(OUT_HEADER_SIZE + 20, MAX_WRITE, true);
     out.setUint32(OUT_HEADER_SIZE + 24, 1, true); // time_gran: nanoseconds
     out.setUint16(OUT_HEADER_SIZE + 28, MAX_PAGES, true);
@@ -633,7 +676,7 @@ export class FuseHandler {
     if (valid & FATTR_GID) attr.gid = this.u32(I + 80);
     if (valid & FATTR_SIZE) {
       attr.size = this.u64(I + 16);
-      if (valid & FATTR_FH) {
+      if ((valid & FATTR_FH) !== 0 && (this.u32(I + 8) !== 0 || this.u32(I + 12) !== 0)) {
         const f = this.file(I + 8);
         if (f.node === node && f.fd >= 0) attr.fd = f.fd;
       }
@@ -730,7 +773,7 @@ export class FuseHandler {
 
   private read(done: ReplyCallback): void {
     const I = IN_HEADER_SIZE;
-    const f = this.file();
+    const f = this.ioFile(false);
     const offset = this.u64(I + 8);
     const size = Math.min(this.u32(I + 16), MAX_WRITE);
     if (f.fd < 0) throw fsError(Errno.EISDIR);
@@ -744,7 +787,7 @@ export class FuseHandler {
 
   private write(request: Uint8Array, done: ReplyCallback): void {
     const I = IN_HEADER_SIZE;
-    const f = this.file();
+    const f = this.ioFile(true);
     const offset = this.u64(I + 8);
     const size = this.u32(I + 16);
     const dataAt = I + WRITE_IN_SIZE;
@@ -763,9 +806,9 @@ export class FuseHandler {
   }
 
   private fsync(op: number, done: ReplyCallback): void {
-    const f = this.file();
+    const f = op === Opcode.FSYNCDIR ? this.file() : this.ioFile(false);
     const datasync = (this.u32(IN_HEADER_SIZE + 8) & FUSE_FSYNC_FDATASYNC) !== 0;
-    if (op === Opcode.FSYNCDIR && f.fd < 0) f.fd = this.union.openDirFd(f.node);
+    if (op === Opcode.FSYNCDIR && f.fd < 0) (f as OpenFile).fd = this.union.openDirFd(f.node);
     this.dataIo.fsync(f.fd, datasync, this.uniqueOf(), done);
   }
 

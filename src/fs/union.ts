@@ -50,6 +50,9 @@ export class FsNode {
   childRefs = 0;
   /** Known to carry no extended attributes (the layers change only through this server). */
   noXattrs = false;
+  /** A host fd for data I/O when the client reads or writes without an OPEN (fh 0), or -1. */
+  ioFd = -1;
+  ioWritable = false;
   constructor(
     public key: string,
     /** O_PATH fds, top layer first; for directories one per merged layer; empty when synthetic. */
@@ -273,10 +276,40 @@ export class UnionFs {
     this.maybeFree(node);
   }
 
+  /** Where retired node I/O fds go (the handler defers closing those with I/O in flight). */
+  retireFd: (fd: number) => void = (fd) => void closeFd(fd);
+
+  private dropIoFd(node: FsNode): void {
+    if (node.ioFd >= 0) {
+      this.retireFd(node.ioFd);
+      node.ioFd = -1;
+      node.ioWritable = false;
+    }
+  }
+
+  /** Makes `fd` (read-write, from create/tmpfile) the node's I/O fd. */
+  adoptIoFd(node: FsNode, fd: number): void {
+    this.dropIoFd(node);
+    node.ioFd = fd;
+    node.ioWritable = true;
+  }
+
+  /** The node's I/O fd (regular files only), reopened read-write after a copy-up when `write`. */
+  ioFd(node: FsNode, write: boolean): number {
+    if (write) this.copyUp(node);
+    if (node.ioFd >= 0 && (node.ioWritable || !write)) return node.ioFd;
+    this.dropIoFd(node);
+    const writable = node.isUpper;
+    node.ioFd = this.open(node, writable ? O_RDWR : O_RDONLY);
+    node.ioWritable = writable;
+    return node.ioFd;
+  }
+
   private maybeFree(start: FsNode): void {
     let node: FsNode | null = start;
     while (node && node !== this.root && node.lookups === 0 && node.childRefs === 0) {
       if (this.byKey.get(node.key) === node) this.byKey.delete(node.key);
+      this.dropIoFd(node);
       for (const fd of node.fds) this.closeFd(fd);
       node.fds = [];
       this.nodes.remove(node.index);
@@ -500,6 +533,7 @@ export class UnionFs {
       utimensat(fd, '', this.timesBytes(), AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
     }
     this.byKey.delete(node.key);
+    this.dropIoFd(node); // it points at the lower copy
     if (node.isDir) {
       node.fds.unshift(fd);
       node.layers.unshift(mount.upper!);
@@ -931,7 +965,10 @@ export class UnionFs {
 
   /** Closes every fd the engine holds (after the client is gone). */
   close(): void {
-    for (const node of this.nodes.values()) for (const fd of node.fds) this.closeFd(fd);
+    for (const node of this.nodes.values()) {
+      this.dropIoFd(node);
+      for (const fd of node.fds) this.closeFd(fd);
+    }
     for (const m of this.mounts) for (const l of m.layers) closeFd(l.fd);
     this.byKey.clear();
   }

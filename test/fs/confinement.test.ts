@@ -79,6 +79,8 @@ describe('FUSE handler: confinement and hostile requests', () => {
       assert.equal((await client.lookup(link.nodeid, 'secret')).error, ENOTDIR);
       const opened = await client.open(link.nodeid, O_RDONLY);
       assert.notEqual(opened.error, 0);
+      assert.notEqual((await client.read(link.nodeid, 0n, 0, 100)).error, 0, 'fh 0 I/O on a symlink');
+      assert.notEqual((await client.write(link.nodeid, 0n, 0, Buffer.from('x'))).error, 0, 'fh 0 write on a symlink');
       assert.notEqual((await client.send(OP.OPENDIR, link.nodeid, u32(0, 0))).error, 0);
       assert.notEqual((await client.send(OP.CREATE, link.nodeid, Buffer.concat([u32(O_RDWR, 0o644, 0, 0), cstr('planted')]))).error, 0);
       assert.notEqual((await client.send(OP.GETXATTR, link.nodeid, Buffer.concat([u32(64, 0), cstr('user.x')]))).error, 0);
@@ -135,15 +137,17 @@ describe('FUSE handler: confinement and hostile requests', () => {
       assert.equal((await client.send(OP.GETATTR, id, Buffer.alloc(16))).error, ESTALE, `node ${id}`);
       assert.equal((await client.lookup(id, 'sub')).error, ESTALE);
     }
-    const file = await client.lookup(1, 'sub');
-    const f = await client.lookup(file.nodeid, 'file');
-    const opened = await client.open(f.nodeid, O_RDONLY);
-    assert.equal(opened.error, 0);
-    for (const fh of [opened.fh + 1n, opened.fh + (1n << 32n), 0xffff_ffff_ffff_ffffn, 0n]) {
-      assert.equal((await client.read(f.nodeid, fh, 0, 10)).error, EBADF, `fh ${fh}`);
+    // File handles (OPENDIR's; OPEN runs in "no open" mode where file I/O carries fh 0).
+    const o = await client.send(OP.OPENDIR, 1, u32(0, 0));
+    assert.equal(o.error, 0);
+    const fh = o.body.readBigUInt64LE(0);
+    const readdir = (h: bigint) => client.send(OP.READDIR, 1, Buffer.concat([u64(h, 0), u32(4096, 0), u64(0), u32(0, 0)]));
+    assert.equal((await readdir(fh)).error, 0);
+    for (const forged of [fh + 1n, fh + (1n << 32n), 0xffff_ffff_ffff_ffffn, 0n, 1n << 32n]) {
+      assert.equal((await readdir(forged)).error, EBADF, `fh ${forged}`);
     }
-    await client.release(f.nodeid, opened.fh);
-    assert.equal((await client.read(f.nodeid, opened.fh, 0, 10)).error, EBADF, 'released handle');
+    await client.send(OP.RELEASEDIR, 1, Buffer.concat([u64(fh), u32(0, 0), u64(0)]));
+    assert.equal((await readdir(fh)).error, EBADF, 'released handle');
     // Forget the node completely: its id becomes stale and is never reused with the same generation.
     const again = await client.lookup(1, 'abs');
     await client.forget(again.nodeid, 1_000_000);

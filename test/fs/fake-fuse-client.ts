@@ -87,6 +87,8 @@ export class FakeFuseClient {
 
   async open(node: bigint, flags: number): Promise<{ error: number; fh: bigint }> {
     const r = await this.send(OP.OPEN, node, u32(flags, 0));
+    // ENOSYS is "no open" mode, as the kernel reads it: success, and I/O carries fh 0.
+    if (r.error === 38) return { error: 0, fh: 0n };
     return { error: r.error, fh: r.error === 0 ? r.body.readBigUInt64LE(0) : 0n };
   }
 
@@ -96,6 +98,12 @@ export class FakeFuseClient {
 
   async write(node: bigint, fh: bigint, offset: number, data: Buffer): Promise<Reply> {
     return this.send(OP.WRITE, node, Buffer.concat([u64(fh, offset), u32(data.length, 0), u64(0), u32(0, 0), data]));
+  }
+
+  /** CREATE: returns the node id and a real file handle. */
+  async create(parent: bigint | number, name: string, flags = 2): Promise<{ error: number; nodeid: bigint; fh: bigint }> {
+    const r = await this.send(OP.CREATE, parent, Buffer.concat([u32(flags, 0o644, 0, 0), cstr(name)]));
+    return { error: r.error, nodeid: r.error === 0 ? r.body.readBigUInt64LE(0) : 0n, fh: r.error === 0 ? r.body.readBigUInt64LE(128) : 0n };
   }
 
   async release(node: bigint, fh: bigint): Promise<Reply> {
