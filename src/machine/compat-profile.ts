@@ -16,13 +16,8 @@ export const DEFAULT_PROFILE: CompatProfile = { name: 'default', cpuid: 'default
 
 // Beyond the policy's own list: AVX and friends (xrstor-dependent), and kvmclock, whose
 // MSR-based setup the PVM emulator handles poorly (measured: see docs/kvm-on-pvm.md).
-// acpi_skip_timer_override: the MADT says ISA IRQ0 -> GSI 2, but KVM's default GSI routing
-// (novm sets none) delivers the in-kernel PIT on IOAPIC pin 0. Linux then finds no timer on
-// pin 2 and falls back to ExtINT through the 8259A, a check that fails under load on slow
-// emulated hosts ("IO-APIC + timer doesn't work!" panic, docs/linux-on-pvm.md). Ignoring the
-// override puts the timer on pin 0, where it works. Remove this once GSI 0 is routed to pin 2.
 export const PVM_PROFILE: CompatProfile = {
   name: 'pvm',
   cpuid: 'pvm-compat',
-  linuxCmdline: `${PVM_COMPAT_KERNEL_ARGS} no-kvmclock acpi_skip_timer_override`,
+  linuxCmdline: `${PVM_COMPAT_KERNEL_ARGS} no-kvmclock`,
 };

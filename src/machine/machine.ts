@@ -6,7 +6,7 @@ import { Bus } from '../bus/bus.js';
 import * as K from '../kvm/constants.js';
 import { KvmSystem, type CpuidEntry } from '../kvm/system.js';
 import type { KvmVcpu } from '../kvm/vcpu.js';
-import type { KvmVm } from '../kvm/vm.js';
+import type { GsiRoute, KvmVm } from '../kvm/vm.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { KVM_IDENTITY_MAP_START, KVM_TSS_START, ramLayout } from '../memory/layout.js';
 import { createMemfdMemory, releaseRegions, type MappedRegion } from '../memory/memfd-memory.js';
@@ -48,6 +48,24 @@ export interface MachineOptions {
   readonly localDevices?: readonly LocalDeviceSpec[];
   /** Attaches platform and virtio devices to the main-thread buses. */
   readonly attachDevices?: (context: DeviceContext) => void | (() => void);
+}
+
+/**
+ * The PC interrupt wiring the ACPI MADT describes: ISA IRQs 0-15 on the 8259 pair, GSIs 0-23 on
+ * the IOAPIC, and the interrupt source override IRQ 0 -> GSI 2 (the PIT drives IOAPIC pin 2,
+ * as on real chipsets). KVM's default table puts IRQ 0 on pin 0, which contradicts the MADT.
+ */
+export function pcGsiRoutes(): GsiRoute[] {
+  const routes: GsiRoute[] = [];
+  for (let irq = 0; irq < 16; irq++) {
+    if (irq === 2) continue; // the cascade
+    routes.push({ gsi: irq, kind: 'irqchip', chip: irq < 8 ? K.KVM_IRQCHIP_PIC_MASTER : K.KVM_IRQCHIP_PIC_SLAVE, pin: irq % 8 });
+  }
+  for (let gsi = 0; gsi < 24; gsi++) {
+    if (gsi === 2) continue;
+    routes.push({ gsi, kind: 'irqchip', chip: K.KVM_IRQCHIP_IOAPIC, pin: gsi === 0 ? 2 : gsi });
+  }
+  return routes;
 }
 
 export class Machine {
@@ -93,6 +111,7 @@ export class Machine {
       vm.setTssAddress(KVM_TSS_START);
       vm.setIdentityMapAddress(KVM_IDENTITY_MAP_START);
       vm.createIrqchip();
+      vm.setGsiRouting(pcGsiRoutes());
       vm.createPit2();
       const mapped = createMemfdMemory(layout);
       regions = mapped.regions;

@@ -72,3 +72,11 @@ test('interrupts arrive through the IOAPIC (KVM_IRQ_LINE, irqfd), as MSIs, and i
   libc.close(irqfd);
   libc.close(ioeventfd);
 });
+
+test('the in-kernel PIT interrupts on IOAPIC pin 2, matching the MADT override IRQ 0 -> GSI 2', { skip }, async () => {
+  const serial = serialCapture();
+  const machine = Machine.create({ cpus: 1, memoryBytes: 32 * MiB, boot: flatGuestPlan('pit-timer'), attachDevices: (ctx) => ctx.pio.insert(0x3f8, 8, serial.device) });
+  const exit = await runToExit(machine);
+  assert.equal(serial.text(), 'PASS PIT ticks arrive on IOAPIC pin 2\n');
+  assert.deepEqual([exit.kind, exit.status], ['debug-exit', 0]);
+});
