@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs everything novm needs on a Debian 12 host: the Debian packages listed in
-# scripts/debian-packages.txt (only the missing ones, so a second run is quick) and the npm
-# packages from package-lock.json.
+# scripts/debian-packages.txt (only the missing ones, so a second run is quick), the npm
+# packages from package-lock.json, and novm's minimal guest kernel (built once, cached).
 set -eu
 cd "$(dirname "$0")/.."
 packages=$(grep -v '^#' scripts/debian-packages.txt | grep -v '^$' | tr '\n' ' ')
@@ -19,4 +19,7 @@ fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi
+# novm's minimal guest kernel, for the tests that boot Linux under novm's own KVM VMM: built
+# once from Debian's linux-source-6.1 (minutes), then reused (a fraction of a second).
+./scripts/build-minimal-kernel.sh >/dev/null
 echo "setup: done"
