@@ -11,11 +11,16 @@ import { DEFAULT_PROFILE, PVM_PROFILE, type CompatProfile } from './compat-profi
 import { FileBlockBackend } from '../virtio/devices/blk/block-backend.js';
 import { BlkDevice } from '../virtio/devices/blk/blk-device.js';
 import { RngDevice } from '../virtio/devices/rng/rng-device.js';
+import { FsDevice } from '../virtio/devices/fs/fs-device.js';
+import { configFromFlags, FuseHandler, UnionFs } from '../fs/index.js';
 import { Machine, MAX_VCPUS } from './machine.js';
 import { VirtioWiring } from './virtio-attach.js';
 import { attachPcPlatform, pcPlatformLayout, type PcPlatform } from './pc-platform.js';
 
 export const DEFAULT_LINUX_CMDLINE = 'console=ttyS0 earlyprintk=serial,ttyS0,115200 panic=-1';
+/** The virtio-fs tag of the union, and how a Linux guest mounts it as its root. */
+export const FS_TAG = 'novm';
+export const FS_ROOT_CMDLINE = `rootfstype=virtiofs root=${FS_TAG} rw`;
 
 export interface BootVmOptions {
   readonly kernelPath: string;
@@ -34,6 +39,12 @@ export interface BootVmOptions {
   readonly disks?: ReadonlyArray<{ readonly path: string; readonly readonly: boolean }>;
   /** A virtio-rng device on the PCI bus. */
   readonly rng?: boolean;
+  /**
+   * A union of host directories served by an in-process virtio-fs device (tag "novm") on the
+   * PCI bus: `--read VM=HOST` / `--write VM=HOST` flags. A Linux guest without an initrd and
+   * without its own `root=` mounts it as its root file system.
+   */
+  readonly fs?: { readonly read: readonly string[]; readonly write: readonly string[] };
   readonly warn?: (message: string) => void;
 }
 
@@ -72,7 +83,11 @@ export async function createBootVm(options: BootVmOptions): Promise<BootVm> {
     format = undefined; // loadKernel reports unreadable files with the right message
   }
   const isLinux = format === 'elf-vmlinux' || format === 'bzimage';
-  const cmdline = isLinux ? [options.cmdline ?? DEFAULT_LINUX_CMDLINE, profile.linuxCmdline].filter((s) => s !== '').join(' ') : options.cmdline ?? '';
+  // The union is checked (layers exist, do not overlap...) before anything else is created.
+  const fsHandler = options.fs ? new FuseHandler(new UnionFs(configFromFlags(options.fs.read, options.fs.write))) : undefined;
+  const base = options.cmdline ?? DEFAULT_LINUX_CMDLINE;
+  const fsRoot = fsHandler !== undefined && options.initrdPath === undefined && !/(^|\s)root=/.test(base) ? FS_ROOT_CMDLINE : '';
+  const cmdline = isLinux ? [base, fsRoot, profile.linuxCmdline].filter((s) => s !== '').join(' ') : options.cmdline ?? '';
   const rsdp = layout.acpi.tables.find((t) => t.signature === 'RSDP');
   const plan = await loadKernel({
     kernelPath: options.kernelPath,
@@ -110,6 +125,7 @@ export async function createBootVm(options: BootVmOptions): Promise<BootVm> {
       const virtio = new VirtioWiring(ctx);
       backends.forEach((backend, i) => virtio.attachPci(platform!.pci, new BlkDevice(backend, { serial: `novm-disk-${i}` })));
       if (options.rng) virtio.attachPci(platform.pci, new RngDevice());
+      if (fsHandler) virtio.attachPci(platform.pci, new FsDevice(fsHandler, { tag: FS_TAG, requestQueues: 1 }));
       return () => {
         void virtio.close();
         for (const b of backends) b.close();

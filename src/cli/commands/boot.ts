@@ -18,6 +18,8 @@ interface BootFlags {
   timeout?: string;
   disk: string[];
   rng?: boolean;
+  read: string[];
+  write: string[];
   verbose?: boolean;
 }
 
@@ -46,6 +48,8 @@ export function register(program: Command): void {
     .option('--profile <name>', 'host compatibility profile: auto, default or pvm', 'auto')
     .option('--disk <file[,ro]>', 'a raw disk image as a virtio-blk device; ",ro" for read-only (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
     .option('--rng', 'a virtio-rng device fed by the host\'s getrandom')
+    .option('--read <VM=HOST>', 'a read-only host directory in the virtio-fs union (repeatable; later wins)', (v: string, all: string[]) => [...all, v], [] as string[])
+    .option('--write <VM=HOST>', 'the writable host directory for a VM path in the union', (v: string, all: string[]) => [...all, v], [] as string[])
     .option('--timeout <seconds>', 'stop the VM after this many seconds')
     .option('--verbose', 'describe the boot plan on stderr')
     .action(async (flags: BootFlags) => {
@@ -70,6 +74,7 @@ export function register(program: Command): void {
         cpus, memoryBytes, profile: flags.profile,
         disks: flags.disk.map((d) => (d.endsWith(',ro') ? { path: d.slice(0, -3), readonly: true } : { path: d, readonly: false })),
         rng: flags.rng === true,
+        ...(flags.read.length + flags.write.length > 0 ? { fs: { read: flags.read, write: flags.write } } : {}),
         serialOutput: terminal.writeByte,
         onSerialInputSpace: terminal.inputSpaceAvailable,
         warn: (message) => process.stderr.write(`novm: ${message}\n`),
