@@ -49,13 +49,13 @@ async function qemuRss(guest: string): Promise<number | undefined> {
 }
 
 async function main(): Promise<void> {
-  const floor = join(tmpdir(), 'novm-kvm-first-write');
-  execFileSync('gcc', ['-O2', '-o', floor, join(repoRoot(), 'bench/native/kvm-first-write.c')]);
+  const floor = join(tmpdir(), 'novm-kvm-exit-loop-start');
+  execFileSync('gcc', ['-O2', '-o', floor, join(repoRoot(), 'bench/native/kvm-exit-loop.c')]);
   const guest = assembleGuest('hello');
   const child = join(repoRoot(), 'dist/bench/start-child.js');
   const c: Sample[] = [], n: Sample[] = [];
   for (let i = 0; i < ROUNDS; i++) {
-    c.push(await timeToFirstWrite(floor, [guest]));
+    c.push(await timeToFirstWrite(floor, [guest, '0', '0', '128', '--first-write']));
     n.push(await timeToFirstWrite(process.execPath, [child]));
   }
   const cMs = median(c.map((s) => s.ms)), nMs = median(n.map((s) => s.ms));

@@ -1,7 +1,9 @@
 /* The floor for novm's benchmarks: a minimal VMM in C on the same KVM, same machine setup
  * (in-kernel irqchip + PIT, memfd RAM, one vCPU in 32-bit protected mode).
  * usage: kvm-exit-loop GUEST.bin PIO_COUNT MMIO_COUNT MEMORY_MIB [--first-write]
- * Prints "exits=<n> run_ns=<ns> first_write_ns=<ns since process start>" on stdout. */
+ * Prints "exits=<n> run_ns=<ns> first_write_ns=<ns since main>" on stdout; with --first-write
+ * (bench:start) it prints "FIRST-WRITE rss=<bytes> guest=<bytes>" at the guest's first port
+ * write instead, and exits: the process's resident set and the guest RAM part of it. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <linux/kvm.h>
@@ -16,10 +18,24 @@
 static long long now_ns(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1000000000LL + t.tv_nsec; }
 static void die(const char *what) { perror(what); exit(1); }
 
+static void resident(long *rss, long *guest) {
+  char line[512]; int in_ram = 0; *rss = 0; *guest = 0;
+  FILE *f = fopen("/proc/self/status", "r");
+  while (f && fgets(line, sizeof line, f)) if (!strncmp(line, "VmRSS:", 6)) *rss = atol(line + 6) * 1024;
+  if (f) fclose(f);
+  f = fopen("/proc/self/smaps", "r");
+  while (f && fgets(line, sizeof line, f)) {
+    unsigned long a, b;
+    if (sscanf(line, "%lx-%lx ", &a, &b) == 2) in_ram = strstr(line, "memfd:ram") != 0;
+    else if (in_ram && !strncmp(line, "Rss:", 4)) *guest += atol(line + 4) * 1024;
+  }
+  if (f) fclose(f);
+}
+
 int main(int argc, char **argv) {
   if (argc < 5) { fprintf(stderr, "usage\n"); return 2; }
   long long t0 = now_ns();
-  struct timespec boot; clock_gettime(CLOCK_BOOTTIME, &boot);
+  int first_write_mode = argc > 5 && !strcmp(argv[5], "--first-write");
   unsigned pio = strtoul(argv[2], 0, 0), mmio = strtoul(argv[3], 0, 0);
   size_t mem = (size_t)strtoul(argv[4], 0, 0) << 20;
   int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC); if (kvm < 0) die("/dev/kvm");
@@ -56,6 +72,12 @@ int main(int argc, char **argv) {
     if (ioctl(vcpu, KVM_RUN, 0) < 0) die("KVM_RUN");
     exits++;
     if (run->exit_reason == KVM_EXIT_IO) {
+      if (first_write_mode) {
+        long rss, guest; resident(&rss, &guest);
+        printf("FIRST-WRITE rss=%ld guest=%ld\n", rss, guest);
+        fflush(stdout);
+        return 0;
+      }
       if (!first) first = now_ns();
       unsigned char *d = (unsigned char *)run + run->io.data_offset;
       if (run->io.port == 0x501) break;
