@@ -88,25 +88,7 @@ ring_and_wait:
   cmpl $1, (%edi)
 2: ret
 
-/* ECX = vector, EAX = handler: a 32-bit interrupt gate in the IDT. */
-set_gate:
-  lea IDT(,%ecx,8), %edx
-  mov %ax, (%edx)
-  movw $0x08, 2(%edx)
-  movw $0x8e00, 4(%edx)
-  shr $16, %eax
-  mov %ax, 6(%edx)
-  ret
 
-/* ECX = IOAPIC pin, EAX = vector: fixed delivery, edge, active high, to APIC id 0. */
-route_pin:
-  lea 0x10(,%ecx,2), %edx
-  movl %edx, IOAPIC
-  movl %eax, IOAPIC + 0x10
-  inc %edx
-  movl %edx, IOAPIC
-  movl $0, IOAPIC + 0x10
-  ret
 
 handler_a:
   incl count_a
@@ -125,6 +107,7 @@ unexpected:
   movl $0, LAPIC + 0xb0
   iret
 
+define_interrupt_helpers
 define_common
 .align 4
 count_a: .long 0

@@ -50,23 +50,7 @@ _start:
 3: print msg_pin0
   exit_with 2
 
-set_gate:
-  lea IDT(,%ecx,8), %edx
-  mov %ax, (%edx)
-  movw $0x08, 2(%edx)
-  movw $0x8e00, 4(%edx)
-  shr $16, %eax
-  mov %ax, 6(%edx)
-  ret
 
-route_pin:
-  lea 0x10(,%ecx,2), %edx
-  movl %edx, IOAPIC
-  movl %eax, IOAPIC + 0x10
-  inc %edx
-  movl %edx, IOAPIC
-  movl $0, IOAPIC + 0x10
-  ret
 
 tick_pin2:
   incl ticks2
@@ -77,6 +61,7 @@ tick_pin0:
   movl $0, LAPIC + 0xb0
   iret
 
+define_interrupt_helpers
 define_common
 .align 4
 ticks2: .long 0

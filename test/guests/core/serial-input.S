@@ -14,21 +14,15 @@ _start:
   mov $0x80000, %esp
   mov $0x24, %ecx                    /* IDT entry for vector 0x24 */
   mov $uart_handler, %eax
-  lea IDT(,%ecx,8), %edx
-  mov %ax, (%edx)
-  movw $0x08, 2(%edx)
-  movw $0x8e00, 4(%edx)
-  shr $16, %eax
-  mov %ax, 6(%edx)
+  call set_gate
   lidt idt_descriptor
   mov $0xff, %al                     /* mask the 8259s */
   out %al, $0x21
   out %al, $0xa1
   movl $0x1ff, LAPIC + 0xf0
-  movl $0x18, IOAPIC                 /* pin 4: vector 0x24, edge, to APIC 0 */
-  movl $0x24, IOAPIC + 0x10
-  movl $0x19, IOAPIC
-  movl $0, IOAPIC + 0x10
+  mov $4, %ecx                       /* pin 4 (COM1): vector 0x24 */
+  mov $0x24, %eax
+  call route_pin
   mov $COM1 + 2, %dx                 /* FCR: enable and clear FIFOs, trigger at 1 byte */
   mov $0x07, %al
   out %al, %dx
@@ -83,6 +77,7 @@ uart_handler:
   popa
   iret
 
+define_interrupt_helpers
 define_common
 .align 4
 interrupts: .long 0
