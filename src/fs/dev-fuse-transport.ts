@@ -19,7 +19,7 @@ import { allocateSharedQueue, SharedQueue, STAT_ERRORS, STAT_FDS, STAT_FILES, ST
 export interface DevFuseOptions {
   /** I/O worker threads for blocking data work (default 4). */
   readonly ioWorkers?: number;
-  /** Request buffers of 1 MiB + 4 KiB: the bound on requests in flight (default 16). */
+  /** Request buffers of 1 MiB + 4 KiB: the bound on requests in flight (default 32). */
   readonly buffers?: number;
   readonly log?: (line: string) => void;
 }
@@ -83,7 +83,7 @@ export class DevFuseServer {
   constructor(readonly config: FsConfig, readonly mountPoint: string, options: DevFuseOptions = {}) {
     this.log = options.log ?? ((line) => process.stderr.write(`novm fs: ${line}\n`));
     this.ioWorkers = options.ioWorkers ?? 4;
-    this.buffers = options.buffers ?? 16;
+    this.buffers = options.buffers ?? 32;
     this.cacheTimeoutSeconds = config.cacheTimeoutSeconds ?? 1;
   }
   private readonly buffers: number;

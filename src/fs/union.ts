@@ -10,7 +10,7 @@
 import { readdirSync } from 'node:fs';
 import {
   AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW, chmod, closeFd, copyFileRange,
-  fchownat, fstatat, ftruncate, getxattr, lastErrno, linkat, listxattr, lseek, mkdirat, mknodat, O_CLOEXEC, O_CREAT,
+  fchownat, fgetxattr, flistxattr, fstatat, ftruncate, getxattr, lastErrno, linkat, listxattr, lseek, mkdirat, mknodat, O_CLOEXEC, O_CREAT,
   O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_PATH, O_RDONLY, O_RDWR, O_TMPFILE, openat, pread, pwrite, readlinkat, removexattr,
   RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, renameat2, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISUID,
   SEEK_DATA, SEEK_HOLE, setxattr, STAT_SIZE, StatOffset, symlinkat, unlinkat, utimensat,
@@ -927,12 +927,15 @@ export class UnionFs {
   getxattr(node: FsNode, name: string, out: Uint8Array | null, size: number): number {
     if (name.startsWith(PRIVATE_XATTR_PREFIX)) return -Errno.ENODATA;
     if (node.noXattrs || node.synthetic || (node.type !== S_IFREG && node.type !== S_IFDIR)) return -Errno.ENODATA;
-    const path = procPath(node.fd);
-    const n = getxattr(path, name, out, size);
+    // With an open I/O fd, f*xattr avoid walking /proc/self/fd (the kernel asks for
+    // security.capability before the first write to every new file).
+    const io = node.ioFd;
+    const path = io >= 0 ? '' : procPath(node.fd);
+    const n = io >= 0 ? fgetxattr(io, name, out, size) : getxattr(path, name, out, size);
     if (n >= 0) return n;
     const errno = lastErrno();
     // Most files have no xattrs at all, yet tools ask for several per file (ls -l: security.selinux).
-    if (errno === Errno.ENODATA && listxattr(path, null, 0) === 0) node.noXattrs = true;
+    if (errno === Errno.ENODATA && (io >= 0 ? flistxattr(io, null, 0) : listxattr(path, null, 0)) === 0) node.noXattrs = true;
     return -errno;
   }
 

@@ -38,6 +38,8 @@ export const getxattr = libc.func('intptr_t getxattr(const char *path, const cha
 export const lgetxattr = libc.func('intptr_t lgetxattr(const char *path, const char *name, void *value, size_t size)') as (path: CName, name: CName, value: Uint8Array | null, size: number) => number;
 export const setxattr = libc.func('int setxattr(const char *path, const char *name, const void *value, size_t size, int flags)') as (path: CName, name: CName, value: Uint8Array, size: number, flags: number) => number;
 export const listxattr = libc.func('intptr_t listxattr(const char *path, void *list, size_t size)') as (path: CName, list: Uint8Array | null, size: number) => number;
+export const fgetxattr = libc.func('intptr_t fgetxattr(int fd, const char *name, void *value, size_t size)') as (fd: number, name: CName, value: Uint8Array | null, size: number) => number;
+export const flistxattr = libc.func('intptr_t flistxattr(int fd, void *list, size_t size)') as (fd: number, list: Uint8Array | null, size: number) => number;
 export const removexattr = libc.func('int removexattr(const char *path, const char *name)') as (path: CName, name: CName) => number;
 export const setrlimit = libc.func('int setrlimit(int resource, const void *rlim)') as (resource: number, rlim: BigUint64Array) => number;
 export const getrlimit = libc.func('int getrlimit(int resource, void *rlim)') as (resource: number, rlim: BigUint64Array) => number;
