@@ -56,7 +56,6 @@ export interface HandlerOptions {
 
 /** Writes up to this size are done inline: a buffered write of this size costs microseconds. */
 const INLINE_WRITE_MAX = 128 * 1024;
-const INLINE_READS = process.env['NOVM_FS_INLINE_READS'] === '1';
 
 export interface HandlerMetrics {
   requests: number;
@@ -780,8 +779,8 @@ export class FuseHandler {
     // Page-cache hit: complete inline. A short or EAGAIN result goes to the blocking path, because
     // a short READ reply means end of file to the client.
     this.iov[1] = BigInt(size);
-    const n = preadv2(f.fd, this.iov, 1, offset, INLINE_READS ? 0 : RWF_NOWAIT);
-    if (n === size || (INLINE_READS && n >= 0)) return done(this.ok(n));
+    const n = preadv2(f.fd, this.iov, 1, offset, RWF_NOWAIT);
+    if (n === size) return done(this.ok(n));
     this.dataIo.read(f.fd, offset, size, this.uniqueOf(), done);
   }
 
