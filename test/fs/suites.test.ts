@@ -64,11 +64,11 @@ function suites(label: string, sub: string, layers: (dir: string) => Promise<str
     });
 
     it('fio --verify, sequential and random, several jobs', async () => {
-      const common = `--directory=${mnt} --numjobs=3 --group_reporting --verify=crc32c --verify_fatal=1 --do_verify=1`;
+      const common = `--directory=${mnt} --numjobs=3 --group_reporting --verify=crc32c --verify_fatal=1 --do_verify=1 --verify_state_save=0`;
       await expectOk(`fio --name=seq ${common} --size=24m --bs=1m --rw=write`, 60_000);
       await expectOk(`fio --name=rand ${common} --size=16m --bs=4k --rw=randwrite --verify_backlog=256`, 60_000);
       await expectOk(`fio --name=mixed ${common} --size=16m --bs=64k --rw=randrw --runtime=5 --time_based --verify=md5`, 60_000);
-      await expectOk(`fio --name=direct --directory=${mnt} --size=8m --bs=4k --rw=randwrite --direct=1 --verify=crc32c --verify_fatal=1`, 60_000);
+      await expectOk(`fio --name=direct --directory=${mnt} --size=8m --bs=4k --rw=randwrite --direct=1 --verify=crc32c --verify_fatal=1 --verify_state_save=0`, 60_000);
     });
 
     it('fs_mark', async () => {
