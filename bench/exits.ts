@@ -4,7 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { Machine } from '../src/machine/machine.js';
+import { Machine, type DeviceContext } from '../src/machine/machine.js';
 import { MiB } from '../src/memory/address.js';
 import { assembleGuest, flatGuestPlan, repoRoot } from '../test/guests/core/assemble.js';
 
@@ -28,12 +28,14 @@ async function runNovm(pio: number, mmio: number, remote: boolean): Promise<numb
   const machine = Machine.create({
     cpus: 1, memoryBytes: 128 * MiB, boot: flatGuestPlan('exit-loop', { rcx: pio, rbx: mmio }),
     localDevices: remote ? [] : [{ kind: 'sink', space: 'pio', base: 0x510, size: 1 }, { kind: 'sink', space: 'mmio', base: 0xd000_0000, size: 0x1000 }],
-    attachDevices: remote ? (ctx) => {
-      const sink = { read(_o: number, d: Uint8Array) { d.fill(0); }, write() {} };
-      ctx.pio.insert(0x510, 1, sink);
-      ctx.mmio.insert(0xd000_0000, 0x1000, sink);
-    } : undefined,
-  } as Parameters<typeof Machine.create>[0]);
+    ...(remote ? {
+      attachDevices: (ctx: DeviceContext) => {
+        const sink = { read(_o: number, d: Uint8Array) { d.fill(0); }, write() {} };
+        ctx.pio.insert(0x510, 1, sink);
+        ctx.mmio.insert(0xd000_0000, 0x1000, sink);
+      },
+    } : {}),
+  });
   const start = process.hrtime.bigint();
   machine.start();
   const exit = await machine.exited;

@@ -17,16 +17,17 @@ function timeToFirstWrite(command: string, args: string[]): Promise<Sample> {
     const started = process.hrtime.bigint();
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
+    let seen = false;
     child.stdout.on('data', (chunk: Buffer) => {
       out += chunk.toString();
       const m = /FIRST-WRITE rss=(\d+) guest=(\d+)/.exec(out);
-      if (m && !out.includes('\0')) {
-        out += '\0';
+      if (m && !seen) {
+        seen = true;
         const ms = Number(process.hrtime.bigint() - started) / 1e6;
         resolve({ ms, overhead: Number(m[1]) - Number(m[2]) });
       }
     });
-    child.on('exit', (code) => { if (!out.includes('\0')) reject(new Error(`${command} exited ${code}: ${out}`)); });
+    child.on('exit', (code) => { if (!seen) reject(new Error(`${command} exited ${code}: ${out}`)); });
   });
 }
 

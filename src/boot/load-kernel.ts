@@ -19,6 +19,8 @@ export interface ModuleSpec {
 
 export interface LoadKernelOptions {
   readonly kernelPath: string;
+  /** The kernel's bytes, when the caller has already read `kernelPath` (it is not read again). */
+  readonly kernelBytes?: Uint8Array;
   readonly initrdPath?: string;
   readonly cmdline?: string;
   /** Multiboot modules (an initrd given to a multiboot kernel becomes its first module). */
@@ -61,7 +63,7 @@ export function detectKernelFormat(bytes: Uint8Array, multibootVersion: 1 | 2 = 
 
 export async function loadKernel(options: LoadKernelOptions): Promise<BootPlan> {
   const path = options.kernelPath;
-  const bytes = await readInput(path, 'kernel');
+  const bytes = options.kernelBytes ?? await readInput(path, 'kernel');
   const format = guard(() => detectKernelFormat(bytes, options.multibootVersion), `kernel ${path}`);
   if (format === undefined) {
     throw new InputError(`kernel ${path}: not an ELF vmlinux, bzImage or multiboot kernel (${bytes.length} bytes, starts ${hexBytes(bytes.subarray(0, 4))})`);

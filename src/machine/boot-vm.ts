@@ -1,7 +1,6 @@
 // Builds a bootable VM from kernel files: the PC platform, the boot plan from the boot layer,
 // the compatibility profile for the host, and the machine. Used by `novm boot`.
-import { readFile } from 'node:fs/promises';
-import { detectKernelFormat, loadKernel, type ModuleSpec } from '../boot/load-kernel.js';
+import { detectKernelFormat, loadKernel, readInput, type ModuleSpec } from '../boot/load-kernel.js';
 import type { BootPlan } from '../boot/boot-plan.js';
 import { InputError } from '../common/errors.js';
 import { cpuFacts } from '../host/host-facts.js';
@@ -76,11 +75,13 @@ export async function createBootVm(options: BootVmOptions): Promise<BootVm> {
   }
   const profile = options.profile === 'pvm' ? PVM_PROFILE : options.profile === 'default' ? DEFAULT_PROFILE : cpuFacts().pvm ? PVM_PROFILE : DEFAULT_PROFILE;
   const layout = pcPlatformLayout(options.cpus);
+  // Read once: the format decides the command line, and loadKernel reuses the bytes.
+  const kernelBytes = await readInput(options.kernelPath, 'kernel');
   let format;
   try {
-    format = detectKernelFormat(await readFile(options.kernelPath));
+    format = detectKernelFormat(kernelBytes);
   } catch {
-    format = undefined; // loadKernel reports unreadable files with the right message
+    format = undefined; // loadKernel reports a malformed header with the right message
   }
   const isLinux = format === 'elf-vmlinux' || format === 'bzimage';
   // The union is checked (layers exist, do not overlap...) before anything else is created.
@@ -91,6 +92,7 @@ export async function createBootVm(options: BootVmOptions): Promise<BootVm> {
   const rsdp = layout.acpi.tables.find((t) => t.signature === 'RSDP');
   const plan = await loadKernel({
     kernelPath: options.kernelPath,
+    kernelBytes,
     ...(options.initrdPath !== undefined ? { initrdPath: options.initrdPath } : {}),
     cmdline,
     ...(options.modules ? { modules: options.modules } : {}),

@@ -15,7 +15,7 @@ export interface CompatProfile {
 export const DEFAULT_PROFILE: CompatProfile = { name: 'default', cpuid: 'default', linuxCmdline: '' };
 
 // Beyond the policy's own list: AVX and friends (xrstor-dependent), and kvmclock, whose
-// MSR-based setup the PVM emulator handles poorly (measured: see docs/kvm-on-pvm.md).
+// MSR-based setup the PVM emulator handles poorly (see docs/linux-on-pvm.md).
 export const PVM_PROFILE: CompatProfile = {
   name: 'pvm',
   cpuid: 'pvm-compat',

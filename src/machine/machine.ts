@@ -37,7 +37,7 @@ export interface DeviceContext {
 export interface MachineOptions {
   readonly cpus: number;
   readonly memoryBytes: number;
-  /** Produces the boot image once RAM exists (boot loaders need the RAM layout). */
+  /** What to load and how the boot vCPU starts (from src/boot). */
   readonly boot: BootPlan;
   /** CPUID entries for each vCPU, from the platform's policy; default: KVM's supported set. */
   readonly cpuid?: (vcpuIndex: number, supported: readonly CpuidEntry[]) => CpuidEntry[];
@@ -80,7 +80,6 @@ export class Machine {
   private exitInfo: MachineExit | undefined;
   private stopping: Promise<void> | undefined;
   private detachDevices: (() => void) | undefined;
-  readonly startedAt = process.hrtime.bigint();
 
   private constructor(
     readonly system: KvmSystem,

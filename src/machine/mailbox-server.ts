@@ -43,6 +43,11 @@ export class MailboxServer {
     }
   }
 
+  /** Copies the written bytes out of the mailbox without allocating a view per access. */
+  private copyIn(buffer: Uint8Array): void {
+    for (let i = 0; i < buffer.length; i++) buffer[i] = this.bytes[i]!;
+  }
+
   private dispatch(): void {
     this.handled++;
     const kind = Atomics.load(this.words, MAILBOX.kind) as AccessKind;
@@ -56,7 +61,7 @@ export class MailboxServer {
         this.bytes.set(buffer);
         break;
       case AccessKind.PioWrite:
-        buffer.set(this.bytes.subarray(0, size));
+        this.copyIn(buffer);
         this.pio.write(address, buffer);
         break;
       case AccessKind.MmioRead:
@@ -64,7 +69,7 @@ export class MailboxServer {
         this.bytes.set(buffer);
         break;
       case AccessKind.MmioWrite:
-        buffer.set(this.bytes.subarray(0, size));
+        this.copyIn(buffer);
         this.mmio.write(address, buffer);
         break;
     }

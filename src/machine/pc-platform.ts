@@ -3,7 +3,6 @@
 // and S5 power-off), the PCI host bridge (ECAM + 0xCF8), and the devices every vCPU handles
 // locally. The PIC, IOAPIC, LAPICs and PIT are KVM's in-kernel models.
 import type { MemoryMapEntry } from '../boot/boot-plan.js';
-import type { BusDevice } from '../bus/bus-device.js';
 import { PCI_ECAM_SIZE, PCI_ECAM_START, PCI_MMIO_SIZE, PCI_MMIO_START } from '../memory/layout.js';
 import { PCI_CONFIG_IO_PORT, PCI_CONFIG_IO_SIZE, PciSegment } from '../pci/segment.js';
 import { buildAcpiTables, type AcpiTables } from '../platform/acpi/build.js';
@@ -65,8 +64,8 @@ export function attachPcPlatform(ctx: DeviceContext, layout: PcPlatformLayout, o
   });
   for (const { base, size, device } of devices.pio) ctx.pio.insert(base, size, device);
   const pci = new PciSegment({ mmioStart: PCI_MMIO_START, mmioSize: PCI_MMIO_SIZE });
-  ctx.mmio.insert(PCI_ECAM_START, PCI_ECAM_SIZE, pci.ecam as BusDevice);
-  ctx.pio.insert(PCI_CONFIG_IO_PORT, PCI_CONFIG_IO_SIZE, pci.configIo as BusDevice);
-  ctx.mmio.insert(PCI_MMIO_START, PCI_MMIO_SIZE, pci.mmio as BusDevice);
+  ctx.mmio.insert(PCI_ECAM_START, PCI_ECAM_SIZE, pci.ecam);
+  ctx.pio.insert(PCI_CONFIG_IO_PORT, PCI_CONFIG_IO_SIZE, pci.configIo);
+  ctx.mmio.insert(PCI_MMIO_START, PCI_MMIO_SIZE, pci.mmio);
   return { ...devices, pci };
 }
