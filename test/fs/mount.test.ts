@@ -69,17 +69,18 @@ describe('novm fs mount: bad input', { skip }, () => {
   });
 
   it('no permission for /dev/fuse or to mount: one line, non-zero exit', async () => {
-    // An unprivileged user in a private mount namespace where /dev/fuse is a root-only node.
-    const fake = join(dir, 'fuse-root-only');
+    // In a private mount namespace where /dev/fuse is a node nobody may open (mode 000), run by
+    // root without the capabilities that bypass file permissions. (Root stays the owner of the
+    // checkout, so this works wherever the checkout lives, even in a 0700 directory.)
+    const fake = join(dir, 'fuse-no-access');
     writeFileSync(fake, '');
-    chmodSync(fake, 0o600);
-    chmodSync(dir, 0o755);
-    const r = await runCli(['--write', `/=${dir}/upper`, join(dir, 'mnt')], 20_000, ['unshare', '-m', 'sh', '-c', `mount --bind ${fake} /dev/fuse && exec setpriv --reuid=65534 --regid=65534 --clear-groups "$@"`, 'sh']);
+    chmodSync(fake, 0o000);
+    const r = await runCli(['--write', `/=${dir}/upper`, join(dir, 'mnt')], 20_000, ['unshare', '-m', 'sh', '-c', `mount --bind ${fake} /dev/fuse && exec setpriv --bounding-set -dac_override,-dac_read_search "$@"`, 'sh']);
     assert.notEqual(r.code, 0);
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
     assert.match(r.stderr, /cannot open \/dev\/fuse: permission denied/);
-    // With /dev/fuse usable but no right to mount:
-    const r2 = await runCli(['--write', `/=${dir}/upper`, join(dir, 'mnt')], 20_000, ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups']);
+    // With /dev/fuse usable but no right to mount (no CAP_SYS_ADMIN, for the mount helper too):
+    const r2 = await runCli(['--write', `/=${dir}/upper`, join(dir, 'mnt')], 20_000, ['setpriv', '--bounding-set', '-sys_admin']);
     assert.notEqual(r2.code, 0);
     assert.equal(r2.stderr.trim().split('\n').length, 1, r2.stderr);
     assert.match(r2.stderr, /mount of .* failed|permission denied/);
