@@ -11,6 +11,8 @@ import { FileBlockBackend } from '../virtio/devices/blk/block-backend.js';
 import { BlkDevice } from '../virtio/devices/blk/blk-device.js';
 import { RngDevice } from '../virtio/devices/rng/rng-device.js';
 import { FsDevice } from '../virtio/devices/fs/fs-device.js';
+import type { ConsoleDevice } from '../virtio/devices/console/console-device.js';
+import { createVmConsole } from '../virtio/devices/console/vm-console.js';
 import { configFromFlags, FuseHandler, UnionFs } from '../fs/index.js';
 import { Machine, MAX_VCPUS } from './machine.js';
 import { VirtioWiring } from './virtio-attach.js';
@@ -20,6 +22,17 @@ export const DEFAULT_LINUX_CMDLINE = 'console=ttyS0 earlyprintk=serial,ttyS0,115
 /** The virtio-fs tag of the union, and how a Linux guest mounts it as its root. */
 export const FS_TAG = 'novm';
 export const FS_ROOT_CMDLINE = `rootfstype=virtiofs root=${FS_TAG} rw`;
+/**
+ * The default Linux command line with the virtio console: no serial console (every line would
+ * reach the terminal twice), but earlyprintk keeps the serial line for early boot logs until
+ * hvc0 registers (the kernel then retires the boot console).
+ */
+export const DEFAULT_VIRTIO_CONSOLE_CMDLINE = 'earlyprintk=serial,ttyS0,115200 panic=-1';
+
+/** Appends console=hvc0 (last, so /dev/console is hvc0) unless the line names an hvc console. */
+export function withHvcConsole(cmdline: string): string {
+  return /(^|\s)console=hvc/.test(cmdline) ? cmdline : [cmdline, 'console=hvc0'].filter((s) => s !== '').join(' ');
+}
 
 export interface BootVmOptions {
   readonly kernelPath: string;
@@ -38,6 +51,13 @@ export interface BootVmOptions {
   readonly disks?: ReadonlyArray<{ readonly path: string; readonly readonly: boolean }>;
   /** A virtio-rng device on the PCI bus. */
   readonly rng?: boolean;
+  /**
+   * A multiport virtio-console on the PCI bus (vm-console.ts): port 0 the kernel's console
+   * (console=hvc0 is appended to a Linux command line that names no hvc console; the default
+   * line is then DEFAULT_VIRTIO_CONSOLE_CMDLINE), port 1 the agent's port. The caller connects
+   * `BootVm.console` before starting the machine.
+   */
+  readonly virtioConsole?: boolean;
   /**
    * A union of host directories served by an in-process virtio-fs device (tag "novm") on the
    * PCI bus: `--read VM=HOST` / `--write VM=HOST` flags. A Linux guest without an initrd and
@@ -59,6 +79,10 @@ export interface BootVm {
   readonly machine: Machine;
   readonly plan: BootPlan;
   readonly profile: CompatProfile;
+  /** The virtio console (options.virtioConsole), else undefined. */
+  readonly console: ConsoleDevice | undefined;
+  /** The kernel command line the guest was given. */
+  readonly cmdline: string;
   /** Available once the machine has started. */
   platform(): PcPlatform;
 }
@@ -86,9 +110,12 @@ export async function createBootVm(options: BootVmOptions): Promise<BootVm> {
   const isLinux = format === 'elf-vmlinux' || format === 'bzimage';
   // The union is checked (layers exist, do not overlap...) before anything else is created.
   const fsHandler = options.fs ? new FuseHandler(new UnionFs(configFromFlags(options.fs.read, options.fs.write))) : undefined;
-  const base = options.cmdline ?? DEFAULT_LINUX_CMDLINE;
+  const base = options.cmdline ?? (options.virtioConsole === true ? DEFAULT_VIRTIO_CONSOLE_CMDLINE : DEFAULT_LINUX_CMDLINE);
   const fsRoot = fsHandler !== undefined && options.initrdPath === undefined && !/(^|\s)root=/.test(base) ? FS_ROOT_CMDLINE : '';
-  const cmdline = isLinux ? [base, fsRoot, profile.linuxCmdline].filter((s) => s !== '').join(' ') : options.cmdline ?? '';
+  const withRoot = [base, fsRoot].filter((s) => s !== '').join(' ');
+  const withConsole = options.virtioConsole === true ? withHvcConsole(withRoot) : withRoot;
+  const cmdline = isLinux ? [withConsole, profile.linuxCmdline].filter((s) => s !== '').join(' ') : options.cmdline ?? '';
+  const virtioConsole = options.virtioConsole === true ? createVmConsole() : undefined;
   const rsdp = layout.acpi.tables.find((t) => t.signature === 'RSDP');
   const plan = await loadKernel({
     kernelPath: options.kernelPath,
@@ -127,6 +154,7 @@ export async function createBootVm(options: BootVmOptions): Promise<BootVm> {
       const virtio = new VirtioWiring(ctx);
       backends.forEach((backend, i) => virtio.attachPci(platform!.pci, new BlkDevice(backend, { serial: `novm-disk-${i}` })));
       if (options.rng) virtio.attachPci(platform.pci, new RngDevice());
+      if (virtioConsole) virtio.attachPci(platform.pci, virtioConsole);
       if (fsHandler) virtio.attachPci(platform.pci, new FsDevice(fsHandler, { tag: FS_TAG, requestQueues: 1 }));
       return () => {
         void virtio.close();
@@ -135,7 +163,7 @@ export async function createBootVm(options: BootVmOptions): Promise<BootVm> {
     },
   });
   return {
-    machine, plan, profile,
+    machine, plan, profile, console: virtioConsole, cmdline,
     platform: () => {
       if (platform === undefined) throw new Error('the machine has not started');
       return platform;

@@ -169,11 +169,13 @@ test('virtio-console multiport: handshake, port names, data both ways, open/clos
   device.notify(5);
   assert.deepEqual(received, ['hi!']);
   assert.deepEqual(opens, [true]);
-  // Resize goes out as a control message on the console port: rows then cols (Linux layout).
+  // Resize goes out as a control message on the console port: cols then rows (§5.3.6.2, and
+  // what Linux 6.1's drivers/char/virtio_console.c reads).
   device.resize(132, 43);
   const resize = readControl();
   assert.equal(resize[0]!.event, ControlEvent.Resize);
-  assert.deepEqual([resize[0]!.view.getUint16(8, true), resize[0]!.view.getUint16(10, true)], [43, 132]);
+  assert.deepEqual([resize[0]!.view.getUint16(8, true), resize[0]!.view.getUint16(10, true)], [132, 43]);
+  assert.equal(device.ports[0]!.announcedAsConsole, true);
   // Console port 0 receives host data without any open message (hvc is always open).
   device.ports[0]!.write(Uint8Array.of(0x41));
   const b = rx0!.post([{ length: 8, writable: true }]).addresses[0]!;

@@ -1,5 +1,6 @@
 // `novm boot`: runs a kernel (Linux ELF vmlinux or bzImage, multiboot v1/v2) with the serial
-// console on the terminal. The exit status says how the guest ended:
+// console on the terminal (or, with --console virtio, a virtio-console port; the serial line's
+// output still reaches the terminal for early boot logs). The exit status says how the guest ended:
 //   0 power-off (or quit with Ctrl-A x), 3 reboot, 4 triple fault, 5 error (vCPU state on
 //   stderr), the byte itself for novm's debug-exit port, 2 bad input.
 import { readdirSync } from 'node:fs';
@@ -18,6 +19,7 @@ interface BootFlags {
   timeout?: string;
   disk: string[];
   rng?: boolean;
+  console: string;
   read: string[];
   write: string[];
   verbose?: boolean;
@@ -48,6 +50,7 @@ export function register(program: Command): void {
     .option('--profile <name>', 'host compatibility profile: auto, default or pvm', 'auto')
     .option('--disk <file[,ro]>', 'a raw disk image as a virtio-blk device; ",ro" for read-only (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
     .option('--rng', 'a virtio-rng device fed by the host\'s getrandom')
+    .option('--console <kind>', 'the terminal\'s console: serial, or virtio (a multiport virtio-console: port 0 is hvc0, console=hvc0 is appended; port 1 is the agent port; Ctrl-A b sends the hvc SysRq prefix ^O)', 'serial')
     .option('--read <VM=HOST>', 'a read-only host directory in the virtio-fs union (repeatable; later wins)', (v: string, all: string[]) => [...all, v], [] as string[])
     .option('--write <VM=HOST>', 'the writable host directory for a VM path in the union', (v: string, all: string[]) => [...all, v], [] as string[])
     .option('--timeout <seconds>', 'stop the VM after this many seconds')
@@ -57,6 +60,8 @@ export function register(program: Command): void {
       const memoryBytes = parseSize('--memory', flags.memory);
       if (!['auto', 'default', 'pvm'].includes(flags.profile)) throw new InputError(`--profile ${flags.profile}: must be auto, default or pvm`);
       const timeout = flags.timeout === undefined ? undefined : parseCount('--timeout', flags.timeout);
+      if (flags.console !== 'serial' && flags.console !== 'virtio') throw new InputError(`--console ${flags.console}: must be serial or virtio`);
+      const virtioConsole = flags.console === 'virtio';
       // Loaded here, not at the top: every novm command pays for the modules it imports.
       const { createBootVm } = await import('../../machine/boot-vm.js');
       const { processStatus } = await import('../../machine/machine-exit.js');
@@ -74,6 +79,7 @@ export function register(program: Command): void {
         cpus, memoryBytes, profile: flags.profile,
         disks: flags.disk.map((d) => (d.endsWith(',ro') ? { path: d.slice(0, -3), readonly: true } : { path: d, readonly: false })),
         rng: flags.rng === true,
+        virtioConsole,
         ...(flags.read.length + flags.write.length > 0 ? { fs: { read: flags.read, write: flags.write } } : {}),
         serialOutput: terminal.writeByte,
         onSerialInputSpace: terminal.inputSpaceAvailable,
@@ -82,11 +88,29 @@ export function register(program: Command): void {
       if (flags.verbose) process.stderr.write(`novm: ${vm.plan.description}; profile ${vm.profile.name}\n`);
       const { machine } = vm;
       stopMachine = () => void machine.stop('quit from the console (Ctrl-A x)');
-      machine.start();
-      terminal.start(vm.platform().uart);
+      let onTerminalResize: (() => void) | undefined;
+      if (vm.console !== undefined) {
+        const { CONSOLE_PORT_ID, portInput } = await import('../../virtio/devices/console/vm-console.js');
+        const consoleDevice = vm.console;
+        const port = consoleDevice.ports[CONSOLE_PORT_ID]!;
+        port.onData = (data) => {
+          for (const byte of data) terminal.writeByte(byte);
+        };
+        if (process.stdout.isTTY) {
+          onTerminalResize = () => consoleDevice.resize(process.stdout.columns, process.stdout.rows);
+          onTerminalResize();
+          process.stdout.on('resize', onTerminalResize);
+        }
+        machine.start();
+        terminal.start(portInput(port, terminal.inputSpaceAvailable));
+      } else {
+        machine.start();
+        terminal.start(vm.platform().uart);
+      }
       const timer = timeout === undefined ? undefined : setTimeout(() => void machine.stop(`timeout after ${timeout} s`), timeout * 1000);
       const exit = await machine.exited;
       if (timer) clearTimeout(timer);
+      if (onTerminalResize) process.stdout.removeListener('resize', onTerminalResize);
       terminal.stop();
       const status = processStatus(exit);
       if (exit.kind !== 'poweroff' || flags.verbose) process.stderr.write(`\nnovm: ${exit.kind}: ${exit.detail}\n`);

@@ -43,9 +43,20 @@ export class ConsolePort {
   onData: (data: Uint8Array) => void = () => {};
   /** The guest opened (true) or closed (false) the port. */
   onOpen: (open: boolean) => void = () => {};
+  /** write() refused bytes earlier and the guest has since taken some: room again. */
+  onSpace: () => void = () => {};
   guestOpen = false;
   /** The driver acknowledged the port (PORT_READY). */
   ready = false;
+  /** The device told the driver this is its console port (CONSOLE_PORT sent). */
+  announcedAsConsole = false;
+  /**
+   * The last PORT_OPEN value the driver itself sent: Linux sends 1 for a console port once it
+   * has hooked it to an hvc (init_port_console), and for other ports when a program opens them.
+   */
+  openedByDriver = false;
+  /** write() returned false since the last onSpace. */
+  refused = false;
   pending: Uint8Array[] = [];
   pendingBytes = 0;
   /** Offset into pending[0] already delivered. */
@@ -53,10 +64,18 @@ export class ConsolePort {
 
   constructor(readonly id: number, readonly spec: PortSpec, private readonly kick: (id: number) => void) {}
 
+  /** Bytes write() would still accept now. */
+  get room(): number {
+    return MAX_PENDING_BYTES - this.pendingBytes;
+  }
+
   /** Queues bytes for the guest; false if more than 1 MiB is already waiting (backpressure). */
   write(data: Uint8Array): boolean {
     if (data.length === 0) return true;
-    if (this.pendingBytes + data.length > MAX_PENDING_BYTES) return false;
+    if (this.pendingBytes + data.length > MAX_PENDING_BYTES) {
+      this.refused = true;
+      return false;
+    }
     this.pending.push(data.slice());
     this.pendingBytes += data.length;
     this.kick(this.id);
@@ -69,6 +88,8 @@ export class ConsolePort {
     this.pendingOffset = 0;
     this.guestOpen = false;
     this.ready = false;
+    this.announcedAsConsole = false;
+    this.openedByDriver = false;
   }
 }
 
@@ -93,7 +114,9 @@ export class ConsoleDevice extends QueueDevice {
   private readonly controlIn = new Uint8Array(MAX_CONTROL_MESSAGE);
   private readonly controlInView = new DataView(this.controlIn.buffer);
   private readonly fromGuest = new Uint8Array(64 * 1024);
-  readonly stats = { badControl: 0, droppedToClosedPort: 0 };
+  /** Size set by resize(): sent to the console port as soon as the driver has hooked it up. */
+  private sizeSet = false;
+  readonly stats = { badControl: 0, droppedToClosedPort: 0, controlFromDriver: 0, controlToDriver: 0 };
 
   constructor(options: ConsoleOptions = {}) {
     super(options);
@@ -127,19 +150,33 @@ export class ConsoleDevice extends QueueDevice {
 
   /** Tells the guest the terminal size of a console port changed. */
   resize(cols: number, rows: number, portId = this.consolePortId()): void {
+    if (!Number.isInteger(cols) || !Number.isInteger(rows) || cols < 0 || rows < 0 || cols > 0xffff || rows > 0xffff) {
+      throw new RangeError(`console size ${cols}x${rows}: each must be a whole number from 0 to 65535`);
+    }
     this.configView.setUint16(0, cols, true);
     this.configView.setUint16(2, rows, true);
+    this.sizeSet = true;
     if (!this.isActive) return;
     if (this.multiport) {
-      // Linux reads {rows, cols} after the header (drivers/char/virtio_console.c), while the
-      // spec text lists cols first; Linux is what runs, so rows go first.
-      const message = this.control(portId, ControlEvent.Resize, 0, 4);
-      new DataView(message.buffer).setUint16(CONTROL_HEADER, rows, true);
-      new DataView(message.buffer).setUint16(CONTROL_HEADER + 2, cols, true);
-      this.sendControl(message);
+      // Sent only to a port the driver has hooked to an hvc: Linux ignores RESIZE for any
+      // other port (drivers/char/virtio_console.c, handle_control_message); the size is sent
+      // again when the console port comes up.
+      if (this.ports[portId]?.announcedAsConsole === true) this.sendControl(this.resizeMessage(portId));
     } else if (hasFeature(this.features, VIRTIO_CONSOLE_F_SIZE)) {
       this.context?.notifyConfig();
     }
+  }
+
+  /**
+   * struct virtio_console_resize {le16 cols; le16 rows} after the header (virtio 1.2 §5.3.6.2;
+   * Linux 6.1 reads the same order, drivers/char/virtio_console.c).
+   */
+  private resizeMessage(portId: number): Uint8Array {
+    const message = this.control(portId, ControlEvent.Resize, 0, 4);
+    const view = new DataView(message.buffer);
+    view.setUint16(CONTROL_HEADER, this.configView.getUint16(0, true), true);
+    view.setUint16(CONTROL_HEADER + 2, this.configView.getUint16(2, true), true);
+    return message;
   }
 
   private consolePortId(): number {
@@ -222,6 +259,10 @@ export class ConsoleDevice extends QueueDevice {
     } catch (error) {
       this.handleError(error);
     }
+    if (p.refused && p.pendingBytes < MAX_PENDING_BYTES) {
+      p.refused = false;
+      p.onSpace();
+    }
   }
 
   private control(id: number, event: ControlEvent, value: number, extra = 0): Uint8Array {
@@ -235,6 +276,7 @@ export class ConsoleDevice extends QueueDevice {
 
   private sendControl(message: Uint8Array): void {
     if (this.controlOut.length > 1024) return; // a driver that never reads control messages
+    this.stats.controlToDriver++;
     this.controlOut.push(message);
     this.flushControl();
   }
@@ -259,6 +301,7 @@ export class ConsoleDevice extends QueueDevice {
       this.stats.badControl++;
       return 0;
     }
+    this.stats.controlFromDriver++;
     const id = this.controlInView.getUint32(0, true);
     const event = this.controlInView.getUint16(4, true);
     const value = this.controlInView.getUint16(6, true);
@@ -274,8 +317,10 @@ export class ConsoleDevice extends QueueDevice {
         }
         if (value !== 1) break;
         port.ready = true;
-        if (port.spec.console === true) {
+        if (port.spec.console === true && !port.announcedAsConsole) {
           this.sendControl(this.control(id, ControlEvent.ConsolePort, 1));
+          port.announcedAsConsole = true;
+          if (this.sizeSet) this.sendControl(this.resizeMessage(id));
           // The console port is open from the start (hvc).
           this.setOpen(port, true);
         }
@@ -290,8 +335,12 @@ export class ConsoleDevice extends QueueDevice {
         this.flushPort(id);
         break;
       case ControlEvent.PortOpen:
-        if (port === undefined) this.stats.badControl++;
-        else this.setOpen(port, value === 1);
+        if (port === undefined) {
+          this.stats.badControl++;
+          break;
+        }
+        port.openedByDriver = value === 1;
+        this.setOpen(port, value === 1);
         break;
       default:
         this.stats.badControl++;
