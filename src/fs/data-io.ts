@@ -4,10 +4,15 @@
 //
 // LibuvDataIo (the default) uses node:fs callbacks in libuv's thread pool and replies through the
 // handler's `done` callback. The /dev/fuse transport supplies its own DataIo that hands the work to
-// I/O worker threads which write the reply themselves (see dev-fuse-loop.ts).
+// I/O worker threads which write the reply themselves (see dev-fuse-loop.ts). SyncDataIo blocks the
+// calling thread: for a device with a thread of its own (src/vhost-user/queue-thread.ts).
 import { fdatasync, fsync, read, write } from 'node:fs';
+import { fdatasync as fdatasyncFd, fsync as fsyncFd, lastErrno, nativeBuffer, pread, pwrite } from '../native/fs-calls.js';
 import { errnoOf } from './errors.js';
 import { MAX_WRITE, OUT_HEADER_SIZE } from './fuse-abi.js';
+
+/** Linux errno: a signal interrupted the call (retried). */
+const EINTR = 4;
 
 /** The request's unique id as two u32 halves (no bigint on the data path). */
 export interface Unique {
@@ -94,5 +99,70 @@ export class LibuvDataIo implements DataIo {
     };
     if (datasync) fdatasync(fd, cb);
     else fsync(fd, cb);
+  }
+}
+
+/**
+ * Blocking data I/O on the calling thread: for a device that owns a thread of its own (the
+ * vhost-user queue thread), where waiting in pread/pwrite costs no other request anything it
+ * would not wait for anyway and saves the round trip through libuv's pool and event loop.
+ * Replies are built in one native buffer reused by every call (valid until the next call).
+ */
+export class SyncDataIo implements DataIo {
+  private readonly native = nativeBuffer(OUT_HEADER_SIZE + MAX_WRITE);
+  private readonly reply = this.native.buffer;
+  private readonly out = new DataView(this.reply.buffer, this.reply.byteOffset, this.reply.byteLength);
+  private readonly data = this.reply.subarray(OUT_HEADER_SIZE);
+
+  busy(): boolean {
+    return false;
+  }
+
+  read(fd: number, offset: number, size: number, unique: Unique, done: DataReply): void {
+    const want = Math.min(size, MAX_WRITE);
+    let got = 0;
+    // A short read is end of file to the client: retry until EOF (0) or an error.
+    while (got < want) {
+      const n = pread(fd, this.data.subarray(got), want - got, offset + got);
+      if (n < 0) {
+        const errno = lastErrno();
+        if (errno === EINTR) continue;
+        if (got > 0) break;
+        header(this.out, OUT_HEADER_SIZE, -errno, unique);
+        return done(this.reply.subarray(0, OUT_HEADER_SIZE));
+      }
+      if (n === 0) break;
+      got += n;
+    }
+    header(this.out, OUT_HEADER_SIZE + got, 0, unique);
+    done(this.reply.subarray(0, OUT_HEADER_SIZE + got));
+  }
+
+  write(fd: number, data: Uint8Array, offset: number, unique: Unique, done: DataReply): void {
+    let put = 0;
+    while (put < data.length) {
+      const n = pwrite(fd, data.subarray(put), data.length - put, offset + put);
+      if (n < 0) {
+        const errno = lastErrno();
+        if (errno === EINTR) continue;
+        if (put > 0) break;
+        header(this.out, OUT_HEADER_SIZE, -errno, unique);
+        return done(this.reply.subarray(0, OUT_HEADER_SIZE));
+      }
+      if (n === 0) break;
+      put += n;
+    }
+    header(this.out, OUT_HEADER_SIZE + 8, 0, unique);
+    this.out.setUint32(OUT_HEADER_SIZE, put, true);
+    this.out.setUint32(OUT_HEADER_SIZE + 4, 0, true);
+    done(this.reply.subarray(0, OUT_HEADER_SIZE + 8));
+  }
+
+  fsync(fd: number, datasync: boolean, unique: Unique, done: DataReply): void {
+    let result: number;
+    do result = datasync ? fdatasyncFd(fd) : fsyncFd(fd);
+    while (result < 0 && lastErrno() === EINTR);
+    header(this.out, OUT_HEADER_SIZE, result < 0 ? -lastErrno() : 0, unique);
+    done(this.reply.subarray(0, OUT_HEADER_SIZE));
   }
 }
