@@ -1,0 +1,154 @@
+// novm's virtio-console against the real Linux driver (drivers/char/virtio_console.c and the
+// hvc layer), under novm's own KVM VMM, in one boot of the minimal kernel. No guest user space
+// is needed (it cannot run on nested PVM hosts): with no initrd and `root=/dev/vda rootwait`
+// (no disk is attached) the kernel opens /dev/console (hvc0, the last console= argument) from
+// its built-in initramfs and then waits for the root device forever, idle but alive.
+// Checked, guest view against host view:
+// - kernel lines arrive through port 0, and are the same lines the serial console carries;
+// - the driver answered the multiport handshake for both ports (PORT_READY), hooked port 0 to
+//   an hvc (its own PORT_OPEN after CONSOLE_PORT) and left the agent port closed;
+// - a resize is taken without complaint;
+// - host -> guest: the hvc SysRq hack (^O then a key, drivers/tty/hvc/hvc_console.c) makes the
+//   kernel answer through the port: bytes the host wrote reached the driver and the tty layer.
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { test } from 'node:test';
+import { createBootVm } from '../../src/machine/boot-vm.js';
+import { AGENT_PORT_ID, CONSOLE_PORT_ID, HVC_SYSRQ_PREFIX } from '../../src/virtio/devices/console/vm-console.js';
+import { minimalKernelPath } from './minimal-kernel.js';
+
+// Measured here: the minimal kernel reaches its root wait in 70-430 s depending on the load of
+// the shared machine (docs/linux-on-pvm.md); a hang must not cost more than this.
+const BOOT_DEADLINE_S = 420;
+/** After the boot, each SysRq answer takes a second or two of emulated kernel mode. */
+const ANSWER_DEADLINE_S = 60;
+const CMDLINE = 'console=ttyS0 earlyprintk=serial,ttyS0,115200 panic=-1 root=/dev/vda rootwait console=hvc0';
+
+/** Whether the kernel next to `vmlinux-<key>` was built with `option` (undefined: no config found). */
+function kernelHas(kernel: string, option: string): boolean | undefined {
+  const real = realpathSync(kernel);
+  const config = join(dirname(real), basename(real).replace(/^vmlinux-/, 'config-'));
+  if (config === join(dirname(real), basename(real)) || !existsSync(config)) return undefined;
+  return readFileSync(config, 'utf8').split('\n').includes(`${option}=y`);
+}
+
+/** Accumulates a byte stream as text and wakes waiters whose pattern appears. */
+class TextStream {
+  text = '';
+  private readonly decoder = new TextDecoder('utf-8');
+  private waiters: Array<{ pattern: RegExp; from: number; resolve: (ok: boolean) => void }> = [];
+
+  push(bytes: Uint8Array): void {
+    this.text += this.decoder.decode(bytes, { stream: true });
+    this.waiters = this.waiters.filter((w) => {
+      if (!w.pattern.test(this.text.slice(w.from))) return true;
+      w.resolve(true);
+      return false;
+    });
+  }
+
+  /** Resolves true once `pattern` appears after offset `from`, false after `seconds`. */
+  waitFor(pattern: RegExp, seconds: number, from = 0): Promise<boolean> {
+    if (pattern.test(this.text.slice(from))) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const waiter = { pattern, from, resolve };
+      this.waiters.push(waiter);
+      setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        resolve(false);
+      }, seconds * 1000).unref();
+    });
+  }
+}
+
+function lines(text: string): string[] {
+  return text.split(/\r?\n/).map((l) => l.trimEnd()).filter((l) => l !== '');
+}
+
+test('the real Linux virtio_console driver talks to novm\'s console device: kernel log out, SysRq in, both ports ready', { timeout: (BOOT_DEADLINE_S + 4 * ANSWER_DEADLINE_S + 60) * 1000 }, async (t) => {
+  if (!existsSync('/dev/kvm')) return t.skip('no /dev/kvm');
+  const kernel = minimalKernelPath();
+  if (kernel === undefined) return t.skip('no minimal kernel: run scripts/build-minimal-kernel.sh first');
+  const sysrq = kernelHas(kernel, 'CONFIG_MAGIC_SYSRQ');
+
+  const serial = new TextStream();
+  const port0 = new TextStream();
+  const serialByte = new Uint8Array(1);
+  const vm = await createBootVm({
+    kernelPath: kernel, cmdline: CMDLINE, cpus: 1, memoryBytes: 128 * 1024 * 1024, profile: 'auto', virtioConsole: true,
+    serialOutput: (byte) => {
+      serialByte[0] = byte;
+      serial.push(serialByte);
+    },
+    warn: (message) => t.diagnostic(`warn: ${message}`),
+  });
+  const consoleDevice = vm.console;
+  assert.ok(consoleDevice, 'createBootVm attached no console device');
+  assert.match(vm.cmdline, /console=hvc0/);
+  const consolePort = consoleDevice.ports[CONSOLE_PORT_ID]!;
+  const agentPort = consoleDevice.ports[AGENT_PORT_ID]!;
+  const agentBytes: number[] = [];
+  consolePort.onData = (data) => port0.push(data);
+  agentPort.onData = (data) => agentBytes.push(...data);
+
+  const started = Date.now();
+  const seconds = (): string => ((Date.now() - started) / 1000).toFixed(1);
+  const tails = (): string => `--- serial (tail) ---\n${serial.text.slice(-2000)}\n--- port 0 (tail) ---\n${port0.text.slice(-2000)}`;
+  vm.machine.start();
+  let exitedEarly: string | undefined;
+  void vm.machine.exited.then((exit) => { exitedEarly = `${exit.kind}: ${exit.detail}`; });
+  try {
+    // The root wait comes after console_on_rootfs(): hvc0 is then open as /dev/console.
+    const waiting = await port0.waitFor(/Waiting for root device/, BOOT_DEADLINE_S);
+    t.diagnostic(`root wait seen on port 0 at ${seconds()} s`);
+    assert.ok(waiting, `no "Waiting for root device" through port 0 within ${BOOT_DEADLINE_S} s (machine ${exitedEarly ?? 'running'}):\n${tails()}`);
+
+    // Guest view: the kernel says it enabled hvc0 (on the serial console, registered earlier).
+    assert.match(serial.text, /printk: console \[hvc0\] enabled/, `the kernel did not enable hvc0:\n${tails()}`);
+    // The same kernel lines reached both consoles: every complete port-0 line is a serial line.
+    const serialLines = new Set(lines(serial.text));
+    const portLines = lines(port0.text.slice(0, port0.text.lastIndexOf('\n')));
+    assert.ok(portLines.length >= 3, `only ${portLines.length} lines through port 0:\n${tails()}`);
+    const strangers = portLines.filter((l) => !serialLines.has(l));
+    assert.deepEqual(strangers, [], 'port 0 carried lines the serial console did not');
+    t.diagnostic(`${portLines.length} kernel lines through port 0, ${serialLines.size} through the serial port`);
+
+    // Host view of the multiport handshake the driver performed.
+    assert.equal(consoleDevice.needsReset, false, 'the device needs a reset');
+    assert.equal(consolePort.ready, true, 'port 0: no PORT_READY from the driver');
+    assert.equal(agentPort.ready, true, 'port 1 (agent): no PORT_READY from the driver');
+    assert.equal(consolePort.announcedAsConsole, true, 'port 0 was not announced as the console');
+    assert.equal(consolePort.openedByDriver, true, 'the driver did not hook port 0 to an hvc (no PORT_OPEN from it)');
+    assert.equal(agentPort.openedByDriver, false, 'nothing in the guest opens the agent port, yet the driver says it is open');
+    assert.deepEqual(agentBytes, [], 'bytes on the agent port');
+    assert.equal(consoleDevice.stats.badControl, 0, 'malformed control messages from the driver');
+    t.diagnostic(`control messages: ${consoleDevice.stats.controlFromDriver} from the driver, ${consoleDevice.stats.controlToDriver} to it`);
+
+    // A resize on the console port: the driver takes it (hvc_resize) and goes on working.
+    const controlBefore = consoleDevice.stats.controlToDriver;
+    consoleDevice.resize(132, 43);
+    assert.equal(consoleDevice.stats.controlToDriver, controlBefore + 1, 'no RESIZE message was queued');
+
+    if (sysrq === false) return t.skip('the minimal kernel predates CONFIG_MAGIC_SYSRQ: rerun scripts/build-minimal-kernel.sh');
+    // Host -> guest: ^O h. 'h' has no SysRq action, so the kernel prints its help line.
+    const helpFrom = port0.text.length;
+    assert.doesNotMatch(port0.text, /sysrq: HELP/);
+    assert.equal(consolePort.write(Uint8Array.of(HVC_SYSRQ_PREFIX, 'h'.charCodeAt(0))), true);
+    const help = await port0.waitFor(/sysrq: HELP : .*loglevel\(0-9\)/, ANSWER_DEADLINE_S, helpFrom);
+    t.diagnostic(`SysRq help answered through port 0 at ${seconds()} s`);
+    assert.ok(help, `no SysRq help line through port 0 after ^O h:\n${tails()}`);
+    assert.match(serial.text, /sysrq: HELP : /, 'the SysRq answer is a kernel line: the serial console has it too');
+    // A second command proves the prefix was consumed and the next ^O starts a new one.
+    const levelFrom = port0.text.length;
+    consolePort.write(Uint8Array.of(HVC_SYSRQ_PREFIX, '8'.charCodeAt(0)));
+    const level = await port0.waitFor(/sysrq: Changing Loglevel[\s\S]*Loglevel set to 8/, ANSWER_DEADLINE_S, levelFrom);
+    assert.ok(level, `no loglevel answer through port 0 after ^O 8:\n${tails()}`);
+    assert.equal(consoleDevice.stats.badControl, 0);
+    assert.equal(consoleDevice.needsReset, false);
+    assert.equal(consolePort.pendingBytes, 0, 'the driver left host bytes unread');
+  } finally {
+    const exit = await vm.machine.stop('test done');
+    t.diagnostic(`machine ${exit.kind} (${exit.detail}) at ${seconds()} s`);
+  }
+});
