@@ -24,6 +24,19 @@ export interface BackendDevice extends VirtioDeviceModel {
   queuePosition?(index: number): { nextAvail: number; nextUsed: number } | undefined;
   /** Stop taking requests from a queue; resolves when those in flight are done (GET_VRING_BASE). */
   quiesce?(index: number): Promise<void> | undefined;
+  /**
+   * Present on a device that waits for kicks and signals calls itself (a QueueThreadDevice,
+   * from its own thread): the backend then hands it each ring's descriptors whenever one of
+   * them changes (-1: none), instead of watching kicks with its FdPoller and writing calls. The
+   * descriptors stay the backend's and are closed after the next call for that ring returns:
+   * a device that keeps one duplicates it.
+   */
+  setVringFiles?(index: number, files: VringFiles): void;
+}
+
+export interface VringFiles {
+  readonly kick: number;
+  readonly call: number;
 }
 
 /** NOVM_VHOST_TRACE=1 logs every request (protocol debugging). */
@@ -34,6 +47,7 @@ export const BACKEND_PROTOCOL_FEATURES = PROTOCOL_F_MQ | PROTOCOL_F_REPLY_ACK | 
 export const MAX_MEM_SLOTS = 32;
 
 interface Vring {
+  readonly index: number;
   size: number;
   descUser: bigint | undefined;
   availUser: bigint | undefined;
@@ -66,8 +80,8 @@ export class VhostUserBackend {
     private readonly log: (line: string) => void,
   ) {
     new DataView(this.signal.buffer).setBigUint64(0, 1n, true);
-    this.vrings = device.queueMaxSizes.map(() => ({
-      size: 0, descUser: undefined, availUser: undefined, usedUser: undefined, base: 0,
+    this.vrings = device.queueMaxSizes.map((_, index) => ({
+      index, size: 0, descUser: undefined, availUser: undefined, usedUser: undefined, base: 0,
       kickFd: -1, callFd: -1, errFd: -1, enabled: false, started: false, running: false,
     }));
     void connection.closedReason.then((reason) => {
@@ -300,13 +314,19 @@ export class VhostUserBackend {
       if (fd < 0) throw new RequestFailed('polling mode (no kick descriptor) is not supported');
       vring.kickFd = fd;
       vring.started = true;
-      this.poller.watch(fd, 'eventfd', () => {
-        if (vring.running) this.device.notify(index);
-      });
+      if (this.device.setVringFiles !== undefined) {
+        this.handOver(vring);
+      } else {
+        this.poller.watch(fd, 'eventfd', () => {
+          if (vring.running) this.device.notify(index);
+        });
+      }
       this.refresh();
     } else if (request === Request.SetVringCall) {
-      if (vring.callFd >= 0) libc.close(vring.callFd);
+      const old = vring.callFd;
       vring.callFd = fd;
+      this.handOver(vring);
+      if (old >= 0) libc.close(old);
     } else {
       if (vring.errFd >= 0) libc.close(vring.errFd);
       vring.errFd = fd;
@@ -314,10 +334,17 @@ export class VhostUserBackend {
   }
 
   private dropKick(vring: Vring): void {
-    if (vring.kickFd < 0) return;
-    this.poller.unwatch(vring.kickFd);
-    libc.close(vring.kickFd);
+    const fd = vring.kickFd;
+    if (fd < 0) return;
     vring.kickFd = -1;
+    if (this.device.setVringFiles !== undefined) this.handOver(vring);
+    else this.poller.unwatch(fd);
+    libc.close(fd);
+  }
+
+  /** A device that owns its notifications learns the ring's current descriptors. */
+  private handOver(vring: Vring): void {
+    this.device.setVringFiles?.(vring.index, { kick: vring.kickFd, call: vring.callFd });
   }
 
   private packed(): boolean {
@@ -402,7 +429,12 @@ export class VhostUserBackend {
     this.device.reset();
     for (const v of this.vrings) {
       this.dropKick(v);
-      if (v.callFd >= 0) libc.close(v.callFd);
+      const call = v.callFd;
+      v.callFd = -1;
+      if (call >= 0) {
+        this.handOver(v);
+        libc.close(call);
+      }
       if (v.errFd >= 0) libc.close(v.errFd);
       Object.assign(v, { size: 0, descUser: undefined, availUser: undefined, usedUser: undefined, base: 0, callFd: -1, errFd: -1, enabled: false, started: false, running: false });
     }

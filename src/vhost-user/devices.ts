@@ -12,6 +12,8 @@ import type { QueueDevice } from '../virtio/devices/queue-device.js';
 import { VIRTIO_F_RING_PACKED } from '../virtio/queue/features.js';
 import type { BackendDevice } from './backend.js';
 import type { FdPoller } from './fd-poller.js';
+import type { HostedFsOptions } from './hosted-fs.js';
+import { QueueThreadDevice } from './queue-thread.js';
 
 export const BACKEND_DEVICE_KINDS = ['rng', 'blk', 'console', 'fs', 'net', 'vsock'] as const;
 
@@ -63,10 +65,20 @@ export async function createBackendDevice(kind: string, options: BackendDeviceOp
       return { model, close: async () => void process.stdin.off('data', onInput).pause() };
     }
     case 'fs': {
+      const tag = options.tag ?? 'novm';
+      const requestQueues = options.queues ?? 1;
+      if (process.env['NOVM_FS_QUEUE_THREAD'] !== '0') {
+        // The device serves its rings from a thread of its own (queue-thread.ts): kicks wake it
+        // directly and data I/O runs inline there. NOVM_FS_QUEUE_THREAD=0 keeps it on the main
+        // thread (for side-by-side measurements).
+        const hostedOptions: HostedFsOptions = { read: options.read ?? [], write: options.write ?? [], tag, requestQueues, packed: options.packed === true };
+        const model = await QueueThreadDevice.start(new URL('./hosted-fs.js', import.meta.url), hostedOptions);
+        return { model, close: () => model.close(), summary: () => model.summary() };
+      }
       const config = configFromFlags(options.read ?? [], options.write ?? []);
       const union = new UnionFs(config);
       const handler = new FuseHandler(union);
-      const model = new FsDevice(handler, { packedRing: options.packed === true, tag: options.tag ?? 'novm', requestQueues: options.queues ?? 1 });
+      const model = new FsDevice(handler, { packedRing: options.packed === true, tag, requestQueues });
       return { model, close: async () => {}, summary: () => `virtio-fs: ${ringLayout(model)} ${Object.entries(model.stats).map(([k, v]) => `${k}=${v}`).join(' ')}` };
     }
     case 'net': {

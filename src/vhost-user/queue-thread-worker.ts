@@ -1,0 +1,229 @@
+// The queue thread behind QueueThreadDevice: it owns the device model and serves its rings
+// itself. It blocks in poll(2) on the rings' kick eventfds plus one control eventfd; a kick is
+// drained and the queue served synchronously (pop, handle, push used), and the call eventfd is
+// written from here. The kernel wakes this thread directly from the front end's kick, so a
+// request costs no hop through the main thread's event loop or libuv's pool.
+//
+// Commands from the main thread arrive on a MessagePort read with receiveMessageOnPort once the
+// control eventfd fired (this thread never returns to its event loop while serving). They are
+// applied between queue runs, so a reset, re-activation or GET_VRING_BASE never lands in the
+// middle of a request.
+import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
+import type { GuestAddress } from '../memory/address.js';
+import { GuestMemory, MAX_VIEW_BYTES, type RegionBacking } from '../memory/guest-memory.js';
+import * as libc from '../native/libc.js';
+import { POLLERR, POLLIN, POLLNVAL, poll } from '../native/socket-calls.js';
+import type { ActivationContext } from '../virtio/device.js';
+import { ControlSlot, type HostedDevice, type HostedDeviceFactory, type SharedRegion, type ThreadCommand, type ThreadEvent, type ThreadReply } from './queue-thread-protocol.js';
+
+export interface QueueThreadInit {
+  /** URL of a module exporting `createHostedDevice` (a HostedDeviceFactory). */
+  readonly factory: string;
+  readonly options: unknown;
+  readonly controlFd: number;
+  readonly control: SharedArrayBuffer;
+  readonly commands: MessagePort;
+  readonly replies: MessagePort;
+}
+
+const events = parentPort!;
+const init = workerData as QueueThreadInit;
+const control = new Int32Array(init.control);
+const one = new Uint8Array(8);
+new DataView(one.buffer).setBigUint64(0, 1n, true);
+const counter = new Uint8Array(8);
+
+function report(event: ThreadEvent): void {
+  events.postMessage(event);
+}
+
+async function construct(): Promise<HostedDevice | undefined> {
+  try {
+    const module = (await import(init.factory)) as { createHostedDevice?: HostedDeviceFactory };
+    if (typeof module.createHostedDevice !== 'function') throw new Error(`${init.factory} exports no createHostedDevice`);
+    return await module.createHostedDevice(init.options);
+  } catch (error) {
+    // InputError (a user's mistake, e.g. a missing --write directory) stays one clean line.
+    const input = error instanceof Error && error.name === 'InputError';
+    report({ event: 'failed', message: error instanceof Error ? error.message : String(error), input });
+    init.commands.close();
+    init.replies.close();
+    return undefined;
+  }
+}
+
+const constructed = await construct();
+if (constructed !== undefined) serve(constructed);
+
+function serve(hosted: HostedDevice): void {
+  const device = hosted.device;
+  const queueCount = device.queueMaxSizes.length;
+  /** Per ring: the thread's own duplicates of the front end's kick and call eventfds (-1: none). */
+  const kickFds = new Array<number>(queueCount).fill(-1);
+  const callFds = new Array<number>(queueCount).fill(-1);
+  /** poll(2) set: control first, then every ring with a kick, in `pollQueues` order. */
+  let pollFds = new Uint8Array(8 * (1 + queueCount));
+  let pollView = new DataView(pollFds.buffer);
+  const pollQueues: number[] = [];
+  let pollCount = 0;
+  let pollDirty = true;
+  let running = true;
+
+  const configSnapshot = (): Uint8Array => {
+    const data = new Uint8Array(device.configSize);
+    device.readConfig(0, data);
+    return data;
+  };
+
+  report({
+    event: 'ready',
+    description: { deviceType: device.deviceType, queueMaxSizes: [...device.queueMaxSizes], deviceFeatures: device.deviceFeatures, configSize: device.configSize, config: configSnapshot() },
+  });
+
+  function rebuildPollSet(): void {
+    pollQueues.length = 0;
+    for (let i = 0; i < queueCount; i++) if (kickFds[i]! >= 0) pollQueues.push(i);
+    pollCount = 1 + pollQueues.length;
+    if (pollFds.length < 8 * pollCount) {
+      pollFds = new Uint8Array(8 * pollCount);
+      pollView = new DataView(pollFds.buffer);
+    }
+    const entry = (slot: number, fd: number): void => {
+      pollView.setInt32(8 * slot, fd, true);
+      pollView.setInt16(8 * slot + 4, POLLIN, true);
+      pollView.setInt16(8 * slot + 6, 0, true);
+    };
+    entry(0, init.controlFd);
+    pollQueues.forEach((queue, i) => entry(1 + i, kickFds[queue]!));
+    pollDirty = false;
+  }
+
+  /** Guest RAM as this thread sees it: the same process-wide mapping, viewed from here. */
+  function memoryOf(regions: readonly SharedRegion[]): GuestMemory {
+    const backings: RegionBacking[] = regions.map((r) => {
+      if (r.hostAddress === 0n) throw new Error(`region at 0x${r.start.toString(16)} has no host mapping`);
+      const buffers: ArrayBuffer[] = [];
+      for (let off = 0; off < r.size; off += MAX_VIEW_BYTES) buffers.push(libc.viewOf(r.hostAddress + BigInt(off), Math.min(MAX_VIEW_BYTES, r.size - off)));
+      return { region: { start: r.start as GuestAddress, size: r.size, fd: -1, fdOffset: 0, hostAddress: r.hostAddress }, buffers };
+    });
+    return new GuestMemory(backings);
+  }
+
+  function signalCall(index: number): void {
+    const fd = callFds[index] ?? -1;
+    if (fd >= 0) libc.write(fd, one, 8);
+  }
+
+  function replaceFd(table: number[], index: number, fd: number): void {
+    const old = table[index]!;
+    table[index] = fd;
+    if (old >= 0 && old !== fd) libc.close(old);
+  }
+
+  function run(command: ThreadCommand, seq: number): ThreadReply {
+    switch (command.op) {
+      case 'activate': {
+        const context: ActivationContext = {
+          memory: memoryOf(command.regions),
+          features: command.features,
+          queues: command.queues,
+          notifyQueue: signalCall,
+          notifyConfig: () => report({ event: 'config-changed' }),
+          needsReset: (reason) => report({ event: 'needs-reset', reason }),
+        };
+        device.activate(context);
+        return { seq, ok: true };
+      }
+      case 'reset':
+        device.reset();
+        return { seq, ok: true };
+      case 'notify':
+        device.notify(command.index);
+        return { seq, ok: true };
+      case 'quiesce': {
+        const idle = device.quiesce?.(command.index);
+        // Requests are served to completion on this thread, so nothing is ever left in flight
+        // between two commands; a device that still reports work pending is a bug worth a line.
+        if (idle !== undefined) return { seq, ok: false, error: 'device reports requests in flight after a synchronous run' };
+        return { seq, ok: true };
+      }
+      case 'position':
+        return { seq, ok: true, position: device.queuePosition?.(command.index) };
+      case 'files':
+        if (!Number.isInteger(command.index) || command.index < 0 || command.index >= queueCount) {
+          for (const fd of [command.kick, command.call]) if (fd >= 0) libc.close(fd);
+          return { seq, ok: false, error: `queue index ${command.index} out of range` };
+        }
+        replaceFd(kickFds, command.index, command.kick);
+        replaceFd(callFds, command.index, command.call);
+        pollDirty = true;
+        return { seq, ok: true };
+      case 'write-config':
+        device.writeConfig(command.offset, command.data);
+        return { seq, ok: true, config: configSnapshot() };
+      case 'summary':
+        return { seq, ok: true, summary: hosted.summary?.() ?? '' };
+      case 'stop':
+        running = false;
+        return { seq, ok: true };
+    }
+  }
+
+  function applyCommands(): void {
+    for (;;) {
+      const received = receiveMessageOnPort(init.commands);
+      if (received === undefined) return;
+      const { seq, command } = received.message as { seq: number; command: ThreadCommand };
+      let reply: ThreadReply;
+      try {
+        reply = run(command, seq);
+      } catch (error) {
+        reply = { seq, ok: false, error: error instanceof Error ? error.message : String(error) };
+      }
+      if (seq === 0) continue; // asynchronous (notify): nobody waits
+      init.replies.postMessage(reply);
+      Atomics.store(control, ControlSlot.Acked, seq);
+      Atomics.notify(control, ControlSlot.Acked);
+    }
+  }
+
+  while (running) {
+    if (pollDirty) rebuildPollSet();
+    const n = poll(pollFds, pollCount, -1);
+    if (n < 0) {
+      if (libc.lastErrno() === libc.EINTR) continue;
+      report({ event: 'needs-reset', reason: `queue thread: poll failed: ${libc.errnoName(libc.lastErrno())}` });
+      break;
+    }
+    if (pollView.getInt16(6, true) !== 0) {
+      libc.read(init.controlFd, counter, 8);
+      applyCommands();
+      // The set changed under the entries below: their kicks are still pending, poll again.
+      if (pollDirty || !running) continue;
+    }
+    for (let slot = 1; slot < pollCount; slot++) {
+      const revents = pollView.getInt16(8 * slot + 6, true);
+      if (revents === 0) continue;
+      const queue = pollQueues[slot - 1]!;
+      if ((revents & POLLIN) === 0 && (revents & (POLLERR | POLLNVAL)) !== 0) {
+        // Not an eventfd any more (closed under us): drop it rather than spin.
+        replaceFd(kickFds, queue, -1);
+        pollDirty = true;
+        continue;
+      }
+      // Reading resets the eventfd's counter: a burst of kicks costs one run of the queue.
+      libc.read(kickFds[queue]!, counter, 8);
+      device.notify(queue);
+    }
+  }
+
+  device.reset();
+  for (let i = 0; i < queueCount; i++) {
+    replaceFd(kickFds, i, -1);
+    replaceFd(callFds, i, -1);
+  }
+  hosted.close?.();
+  init.commands.close();
+  init.replies.close();
+  report({ event: 'stopped' });
+}

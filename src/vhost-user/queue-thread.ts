@@ -1,0 +1,241 @@
+// A device model hosted in a thread of its own ("queue thread"), seen from the main thread as a
+// BackendDevice. The main thread keeps the vhost-user protocol (VhostUserBackend); the queue
+// thread waits on the rings' kick eventfds itself, serves the queues synchronously and writes
+// the call eventfds, so a request never passes through the main thread's event loop. The
+// device model is the same class that runs in process; only where it runs changes.
+//
+// Every command but notify is synchronous: it is posted, the thread's control eventfd is
+// written, and the main thread blocks in Atomics.wait until the thread acknowledges it. The
+// thread applies commands between queue runs, so a wait lasts at most one request (bounded by
+// the guest's request size and the host's I/O). A reset therefore never races a request, and
+// when reset() returns the thread no longer touches the old guest memory mapping (the backend
+// unmaps it right after).
+import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
+import { InputError } from '../common/errors.js';
+import * as libc from '../native/libc.js';
+import { fcntl } from '../native/socket-calls.js';
+import type { ActivationContext } from '../virtio/device.js';
+import type { QueuePosition } from '../virtio/devices/queue-device.js';
+import type { QueueStart } from '../virtio/queue/split-queue.js';
+import type { BackendDevice, VringFiles } from './backend.js';
+import { CONTROL_SLOTS, ControlSlot, type HostedDescription, type SharedQueueStart, type ThreadCommand, type ThreadEvent, type ThreadReply } from './queue-thread-protocol.js';
+import type { QueueThreadInit } from './queue-thread-worker.js';
+
+const F_DUPFD_CLOEXEC = 1030;
+/** How long one synchronous command may take before the thread is presumed dead (ms). */
+const COMMAND_TIMEOUT_MS = 30_000;
+
+export class QueueThreadError extends Error {
+  readonly kind = 'queue-thread' as const;
+  constructor(message: string) {
+    super(message);
+    this.name = 'QueueThreadError';
+  }
+}
+
+export interface QueueThreadOptions {
+  /** Where lines about the thread go (default stderr). */
+  readonly log?: (line: string) => void;
+}
+
+export class QueueThreadDevice implements BackendDevice {
+  readonly deviceType: number;
+  readonly queueMaxSizes: readonly number[];
+  readonly deviceFeatures: bigint;
+  readonly configSize: number;
+  private config: Uint8Array;
+  private readonly control: Int32Array;
+  private seq = 0;
+  private context: ActivationContext | undefined;
+  private alive = true;
+  private readonly exited: Promise<void>;
+  private readonly one = new Uint8Array(8);
+  private readonly log: (line: string) => void;
+
+  private constructor(
+    private readonly worker: Worker,
+    private readonly commands: MessagePort,
+    private readonly replies: MessagePort,
+    private readonly controlFd: number,
+    sharedControl: SharedArrayBuffer,
+    description: HostedDescription,
+    options: QueueThreadOptions,
+  ) {
+    this.deviceType = description.deviceType;
+    this.queueMaxSizes = description.queueMaxSizes;
+    this.deviceFeatures = description.deviceFeatures;
+    this.configSize = description.configSize;
+    this.config = description.config;
+    this.control = new Int32Array(sharedControl);
+    this.log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
+    new DataView(this.one.buffer).setBigUint64(0, 1n, true);
+    worker.on('message', (message: ThreadEvent) => this.onEvent(message));
+    this.exited = new Promise((resolve) => worker.once('exit', () => {
+      this.alive = false;
+      resolve();
+    }));
+  }
+
+  /**
+   * Starts a queue thread that builds its device with `createHostedDevice(options)` exported by
+   * the module at `factory`; resolves once the device exists. A construction error that was the
+   * user's (InputError) is rethrown as an InputError.
+   */
+  static async start(factory: URL, options: unknown, threadOptions: QueueThreadOptions = {}): Promise<QueueThreadDevice> {
+    const controlFd = libc.check('eventfd', libc.eventfd(0, libc.EFD_CLOEXEC | libc.EFD_NONBLOCK));
+    const sharedControl = new SharedArrayBuffer(4 * CONTROL_SLOTS);
+    const commandChannel = new MessageChannel();
+    const replyChannel = new MessageChannel();
+    const init: QueueThreadInit = { factory: factory.href, options, controlFd, control: sharedControl, commands: commandChannel.port2, replies: replyChannel.port1 };
+    const worker = new Worker(new URL('./queue-thread-worker.js', import.meta.url), { workerData: init, transferList: [commandChannel.port2, replyChannel.port1] });
+    try {
+      const description = await new Promise<HostedDescription>((resolve, reject) => {
+        const onMessage = (event: ThreadEvent): void => {
+          if (event.event === 'ready') resolve(event.description);
+          else if (event.event === 'failed') reject(event.input ? new InputError(event.message) : new QueueThreadError(`queue thread: ${event.message}`));
+        };
+        worker.on('message', onMessage);
+        worker.once('error', (error) => reject(new QueueThreadError(`queue thread: ${error.message}`)));
+        worker.once('exit', (code) => reject(new QueueThreadError(`queue thread exited (${code}) before its device was ready`)));
+      });
+      worker.removeAllListeners('message');
+      worker.removeAllListeners('error');
+      worker.removeAllListeners('exit');
+      return new QueueThreadDevice(worker, commandChannel.port1, replyChannel.port2, controlFd, sharedControl, description, threadOptions);
+    } catch (error) {
+      await worker.terminate();
+      commandChannel.port1.close();
+      replyChannel.port2.close();
+      libc.close(controlFd);
+      throw error;
+    }
+  }
+
+  private onEvent(event: ThreadEvent): void {
+    if (event.event === 'needs-reset') this.context?.needsReset(event.reason);
+    else if (event.event === 'config-changed') this.context?.notifyConfig();
+  }
+
+  // ---- BackendDevice ---------------------------------------------------------------------------
+
+  readConfig(offset: number, data: Uint8Array): void {
+    data.fill(0);
+    if (offset < 0 || offset >= this.config.length) return;
+    data.set(this.config.subarray(offset, Math.min(this.config.length, offset + data.length)));
+  }
+
+  writeConfig(offset: number, data: Uint8Array): void {
+    const reply = this.call({ op: 'write-config', offset, data: data.slice() });
+    if (reply?.ok === true && reply.config !== undefined) this.config = reply.config;
+  }
+
+  activate(context: ActivationContext): void {
+    this.context = context;
+    const regions = context.memory.regions.map((r) => ({ start: r.start as number, size: r.size, hostAddress: r.hostAddress }));
+    if (regions.some((r) => r.hostAddress === 0n)) {
+      context.needsReset('guest memory has no host mapping the queue thread could use');
+      return;
+    }
+    const queues = context.queues.map((q): SharedQueueStart | undefined => {
+      if (q === undefined) return undefined;
+      const start = q as QueueStart;
+      return {
+        size: q.size, descAddr: q.descAddr, driverAddr: q.driverAddr, deviceAddr: q.deviceAddr,
+        ...(start.nextAvail === undefined ? {} : { nextAvail: start.nextAvail }),
+        ...(start.nextUsed === undefined ? {} : { nextUsed: start.nextUsed }),
+      };
+    });
+    const reply = this.call({ op: 'activate', regions, features: context.features, queues });
+    if (reply !== undefined && !reply.ok) context.needsReset(`queue thread: ${reply.error}`);
+  }
+
+  notify(queueIndex: number): void {
+    this.post({ op: 'notify', index: queueIndex }, 0);
+  }
+
+  reset(): void {
+    this.call({ op: 'reset' });
+    this.context = undefined;
+  }
+
+  quiesce(index: number): Promise<void> | undefined {
+    const reply = this.call({ op: 'quiesce', index });
+    if (reply !== undefined && !reply.ok) this.log(`queue thread: quiesce ${index}: ${reply.error}`);
+    return undefined;
+  }
+
+  queuePosition(index: number): QueuePosition | undefined {
+    const reply = this.call({ op: 'position', index });
+    return reply?.ok === true ? reply.position : undefined;
+  }
+
+  /** The backend hands over each ring's descriptors: the thread gets duplicates it owns. */
+  setVringFiles(index: number, files: VringFiles): void {
+    const kick = duplicate(files.kick);
+    const call = duplicate(files.call);
+    const reply = this.call({ op: 'files', index, kick, call });
+    if (reply === undefined) {
+      // The thread is gone: nobody else will close them.
+      if (kick >= 0) libc.close(kick);
+      if (call >= 0) libc.close(call);
+    }
+  }
+
+  // ---- host side -------------------------------------------------------------------------------
+
+  /** One line of the device's counters, read from its thread. */
+  summary(): string {
+    const reply = this.call({ op: 'summary' });
+    return reply?.ok === true ? (reply.summary ?? '') : 'queue thread not running';
+  }
+
+  /** Stops the thread (after resetting the device); resolves once it has exited. */
+  async close(): Promise<void> {
+    if (this.alive) {
+      this.call({ op: 'stop' });
+      const timer = setTimeout(() => void this.worker.terminate(), 5000);
+      await this.exited;
+      clearTimeout(timer);
+    }
+    this.commands.close();
+    this.replies.close();
+    if (this.controlFd >= 0) libc.close(this.controlFd);
+  }
+
+  private post(command: ThreadCommand, seq: number): void {
+    if (!this.alive) return;
+    this.commands.postMessage({ seq, command });
+    libc.write(this.controlFd, this.one, 8);
+  }
+
+  /** Runs a command on the thread and waits for its answer; undefined if the thread is gone. */
+  private call(command: ThreadCommand): ThreadReply | undefined {
+    if (!this.alive) return undefined;
+    const seq = ++this.seq;
+    this.post(command, seq);
+    const deadline = Date.now() + COMMAND_TIMEOUT_MS;
+    for (;;) {
+      const acked = Atomics.load(this.control, ControlSlot.Acked);
+      if (acked === seq) break;
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        this.log(`queue thread: no answer to '${command.op}' within ${COMMAND_TIMEOUT_MS / 1000} s; stopping it`);
+        this.alive = false;
+        void this.worker.terminate();
+        return undefined;
+      }
+      Atomics.wait(this.control, ControlSlot.Acked, acked, Math.min(left, 1000));
+    }
+    for (;;) {
+      const received = receiveMessageOnPort(this.replies);
+      if (received === undefined) return undefined;
+      const reply = received.message as ThreadReply;
+      if (reply.seq === seq) return reply;
+    }
+  }
+}
+
+function duplicate(fd: number): number {
+  if (fd < 0) return -1;
+  return libc.check('fcntl(F_DUPFD_CLOEXEC)', fcntl(fd, F_DUPFD_CLOEXEC, 0));
+}
