@@ -2,13 +2,17 @@
 // kernel wakes this thread directly, as it would a C server), the handler, a write() of the reply.
 // Metadata and page-cache hits complete inline; blocking data work (cache-missing reads, large
 // writes, fsync) is queued to the I/O workers (io-worker.ts), which reply on their own, so a slow
-// request never holds up the loop. The loop ends when the kernel reports ENODEV (unmounted).
+// request never holds up the loop; so is the inode creation of CREATE, whose result comes back
+// through an eventfd for the loop to finish. The loop ends when the kernel reports ENODEV.
 import { parentPort, workerData } from 'node:worker_threads';
 import { lastErrno, readFd, writeFd } from '../native/fs-calls.js';
+import * as libc from '../native/libc.js';
+import { POLLIN, poll } from '../native/socket-calls.js';
 import type { FsConfig } from './config.js';
 import type { DataIo, DataReply, Unique } from './data-io.js';
 import { Errno } from './errors.js';
 import { FuseHandler } from './fuse-handler.js';
+import type { MetaIo, NewOwner } from './meta-io.js';
 import { JOB_FDATASYNC, JOB_FSYNC, JOB_READ, JOB_WRITE, SharedQueue, type SharedQueueMemory, STAT_ERRORS, STAT_FDS, STAT_FILES, STAT_NODES, STAT_REQUESTS, STAT_UNEXPECTED } from './shared-queue.js';
 import { UnionFs } from './union.js';
 
@@ -37,6 +41,37 @@ class QueuedDataIo implements DataIo {
   }
 }
 
+/** Hands CREATE's blocking system calls to the I/O workers; their results come back through
+ *  the completion eventfd and are finished on this thread by collect(). */
+class QueuedMetaIo implements MetaIo {
+  current = 0;
+  private readonly waiting: Array<{ buffer: number; done: (result: number) => void }> = [];
+  constructor(private readonly queue: SharedQueue) {}
+  get pending(): number {
+    return this.waiting.length;
+  }
+  create(dirFd: number, name: Uint8Array, mode: number, owner: NewOwner, done: (result: number) => void): void {
+    this.waiting.push({ buffer: this.current, done });
+    this.queue.pushCreate(this.current, dirFd, mode, owner.uid, owner.gid, owner.chown, name.byteOffset);
+  }
+  /** Finishes every job that is done; true if any was. */
+  collect(): boolean {
+    let any = false;
+    for (let i = 0; i < this.waiting.length; ) {
+      const job = this.waiting[i]!;
+      const result = this.queue.collect(job.buffer);
+      if (result === undefined) {
+        i++;
+        continue;
+      }
+      this.waiting.splice(i, 1);
+      any = true;
+      job.done(result);
+    }
+    return any;
+  }
+}
+
 function serve(data: LoopWorkerData): void {
   const queue = new SharedQueue(data.queue);
   const union = new UnionFs(data.config);
@@ -44,8 +79,33 @@ function serve(data: LoopWorkerData): void {
   const log = (line: string) => process.stderr.write(`novm fs: ${line}\n`);
   // Writeback and read-ahead may hold at most all but 4 request buffers: the rest stay free for
   // the requests of other processes while a large flush saturates the I/O threads.
-  const handler = new FuseHandler(union, { cacheTimeoutSeconds: data.cacheTimeoutSeconds, dataIo: io, log, maxBackground: Math.max(1, queue.count - 4) });
+  const meta = new QueuedMetaIo(queue);
+  const handler = new FuseHandler(union, { cacheTimeoutSeconds: data.cacheTimeoutSeconds, dataIo: io, metaIo: meta, log, maxBackground: Math.max(1, queue.count - 4) });
   const fd = data.devFd;
+  const completionFd = queue.memory.completionFd;
+  // poll(2) set: /dev/fuse and the completion eventfd. Only used while metadata jobs are out:
+  // otherwise the loop blocks in read() alone, one system call per request.
+  const pollSet = new Uint8Array(16);
+  const pollView = new DataView(pollSet.buffer);
+  pollView.setInt32(0, fd, true);
+  pollView.setInt16(4, POLLIN, true);
+  pollView.setInt32(8, completionFd, true);
+  pollView.setInt16(12, POLLIN, true);
+  const counter = new Uint8Array(8);
+  /** Waits until /dev/fuse has a request, finishing metadata jobs meanwhile. */
+  const waitForRequest = (): void => {
+    while (meta.pending > 0) {
+      pollView.setInt16(6, 0, true);
+      pollView.setInt16(14, 0, true);
+      if (poll(pollSet, 2, -1) < 0) return;
+      if (pollView.getInt16(14, true) !== 0) {
+        libc.read(completionFd, counter, 8);
+        meta.collect();
+      }
+      if (pollView.getInt16(6, true) !== 0) return;
+    }
+  };
+  const collectDone = (): boolean => meta.collect();
   const views: Uint8Array[] = [];
   for (let i = 0; i < queue.count; i++) views.push(queue.buffer(i));
   const reply = (r: Uint8Array | null) => {
@@ -57,7 +117,8 @@ function serve(data: LoopWorkerData): void {
   };
   const stats = queue.stats;
   for (;;) {
-    const b = queue.acquire();
+    waitForRequest();
+    const b = queue.acquire(collectDone);
     const buffer = views[b]!;
     const n = readFd(fd, buffer, buffer.length);
     if (n < 0) {
@@ -69,6 +130,7 @@ function serve(data: LoopWorkerData): void {
     }
     const request = buffer.subarray(0, n);
     io.current = b;
+    meta.current = b;
     if (FuseHandler.isForget(request)) handler.forget(request);
     else handler.handle(request, reply);
     queue.releaseFromLoop(b);
@@ -86,7 +148,10 @@ function serve(data: LoopWorkerData): void {
     log(`profile\n${rows.join('\n')}`);
   }
   queue.stop();
-  while (!queue.allFree()) Atomics.wait(queue.control, 3, Atomics.load(queue.control, 3), 100);
+  while (!queue.allFree()) {
+    meta.collect();
+    Atomics.wait(queue.control, 3, Atomics.load(queue.control, 3), 100);
+  }
   handler.closeAll();
   union.close();
 }

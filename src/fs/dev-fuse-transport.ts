@@ -2,7 +2,8 @@
 //
 // Threads: a loop thread (dev-fuse-loop.ts) blocks in read() on /dev/fuse and serves metadata and
 // page-cache hits inline; I/O worker threads (io-worker.ts) take blocking data work (cache-missing
-// reads, large writes, fsync) and reply themselves, so a slow request does not stall the others.
+// reads, large writes, fsync) and reply themselves, and the inode creation of CREATE, so a slow
+// request does not stall the others.
 // This main thread only mounts, unmounts and watches: the mount uses `mount -i` with the fd passed
 // to the child (HOST-NOTES); unmounting is asynchronous because the kernel flushes dirty pages
 // through the loop while umount runs. The kernel reports the end of the mount with ENODEV.
@@ -11,6 +12,7 @@ import { closeSync, openSync, readFileSync, realpathSync, statSync, writeFileSyn
 import { Worker } from 'node:worker_threads';
 import { InputError } from '../common/errors.js';
 import { getrlimit, RLIMIT_NOFILE, setrlimit } from '../native/fs-calls.js';
+import * as libc from '../native/libc.js';
 import { Errno, errnoOf } from './errors.js';
 import { MAX_WRITE, REQUEST_BUFFER_SIZE } from './fuse-abi.js';
 import { type FsConfig, isWithin, type ResolvedMount } from './config.js';
@@ -73,6 +75,8 @@ export interface ServerStats {
 
 export class DevFuseServer {
   private fd = -1;
+  /** Workers signal finished metadata jobs to the loop here (shared-queue.ts). */
+  private completionFd = -1;
   private unmounting = false;
   private finished!: Promise<void>;
   private readonly log: (line: string) => void;
@@ -110,7 +114,8 @@ export class DevFuseServer {
       throw new FuseMountError(`mount of ${this.mountPoint} failed: ${why}`);
     }
     this.raiseReadahead();
-    const memory = allocateSharedQueue(this.buffers, REQUEST_BUFFER_SIZE);
+    this.completionFd = libc.check('eventfd', libc.eventfd(0, libc.EFD_CLOEXEC | libc.EFD_NONBLOCK));
+    const memory = allocateSharedQueue(this.buffers, REQUEST_BUFFER_SIZE, this.completionFd);
     this.queue = new SharedQueue(memory);
     const exits: Promise<void>[] = [];
     const start = (file: string, data: unknown) => {
@@ -135,6 +140,8 @@ export class DevFuseServer {
     this.finished = Promise.all(exits).then(() => {
       if (this.fd >= 0) closeSync(this.fd);
       this.fd = -1;
+      if (this.completionFd >= 0) libc.close(this.completionFd);
+      this.completionFd = -1;
     });
   }
 

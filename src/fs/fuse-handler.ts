@@ -25,6 +25,7 @@ import {
   OPEN_OUT_SIZE, Opcode, OUT_HEADER_SIZE, REQUEST_BUFFER_SIZE, STATFS_OUT_SIZE, WRITE_IN_SIZE,
 } from './fuse-abi.js';
 import { type DataIo, LibuvDataIo, type Unique } from './data-io.js';
+import type { MetaIo } from './meta-io.js';
 import type { HostStat } from './host-stat.js';
 import { IdTable } from './id-table.js';
 import { type DirEntry, type FsNode, type SetAttr, UnionFs } from './union.js';
@@ -48,6 +49,8 @@ export interface HandlerOptions {
   readonly dataIo?: DataIo;
   /** Answer OPEN with ENOSYS so that the kernel stops sending OPEN/RELEASE (default true). */
   readonly noOpen?: boolean;
+  /** Where CREATE's blocking system calls run (default: inline on the handler's thread). */
+  readonly metaIo?: MetaIo;
   /** Background requests (read-ahead, writeback) the kernel may have in flight (default 64). A
    *  transport with a fixed number of request buffers keeps this below it, so that buffers are
    *  always left for other requests while writeback saturates the I/O threads. */
@@ -102,6 +105,7 @@ export class FuseHandler {
     this.timeout = options.cacheTimeoutSeconds ?? 1;
     this.log = options.log ?? ((line) => process.stderr.write(`novm fs: ${line}\n`));
     this.dataIo = options.dataIo ?? new LibuvDataIo();
+    this.metaIo = options.metaIo;
     this.noOpen = options.noOpen ?? true;
     this.maxBackground = Math.max(1, Math.min(options.maxBackground ?? 64, 0xffff));
     // Node I/O fds retired by the engine (copy-up, forget) may still be in use by in-flight I/O.
@@ -112,6 +116,7 @@ export class FuseHandler {
   }
   private readonly noOpen: boolean;
   private readonly maxBackground: number;
+  private readonly metaIo: MetaIo | undefined;
 
   get negotiatedMinor(): number {
     return this.minor;
@@ -266,13 +271,19 @@ export class FuseHandler {
   // ---- reply helpers ----------------------------------------------------------------------------
 
   private errorReply(request: Uint8Array, errno: number): Uint8Array {
+    // decode() has pointed this.dv at the request; callers only get here with >= 16 bytes.
+    const long = request.length >= 16;
+    return this.errorReplyFor(errno, long ? this.dv.getUint32(this.base + 8, true) : 0, long ? this.dv.getUint32(this.base + 12, true) : 0);
+  }
+
+  /** An error reply to the request with this unique id (also for requests finished later). */
+  private errorReplyFor(errno: number, uniqueLow: number, uniqueHigh: number): Uint8Array {
     this.metrics.errors++;
     const out = this.out;
     out.setUint32(0, OUT_HEADER_SIZE, true);
     out.setInt32(4, -errno, true);
-    // decode() has pointed this.dv at the request; callers only get here with >= 16 bytes.
-    out.setUint32(8, request.length >= 16 ? this.dv.getUint32(this.base + 8, true) : 0, true);
-    out.setUint32(12, request.length >= 16 ? this.dv.getUint32(this.base + 12, true) : 0, true);
+    out.setUint32(8, uniqueLow, true);
+    out.setUint32(12, uniqueHigh, true);
     return this.reply.subarray(0, OUT_HEADER_SIZE);
   }
 
@@ -280,6 +291,17 @@ export class FuseHandler {
   private ok(bodySize: number): Uint8Array {
     const total = OUT_HEADER_SIZE + bodySize;
     this.writeHeader(this.out, total);
+    return this.reply.subarray(0, total);
+  }
+
+  /** ok() for a request finished after others were decoded (its unique id was kept). */
+  private okFor(bodySize: number, uniqueLow: number, uniqueHigh: number): Uint8Array {
+    const total = OUT_HEADER_SIZE + bodySize;
+    const out = this.out;
+    out.setUint32(0, total, true);
+    out.setInt32(4, 0, true);
+    out.setUint32(8, uniqueLow, true);
+    out.setUint32(12, uniqueHigh, true);
     return this.reply.subarray(0, total);
   }
 
@@ -420,6 +442,44 @@ export class FuseHandler {
     return this.unique;
   }
 
+  /** The reply to CREATE/TMPFILE once the entry is written at OUT_HEADER_SIZE: adds the open. */
+  private createdReply(node: FsNode, fd: number, uniqueLow: number, uniqueHigh: number): Uint8Array {
+    const o = OUT_HEADER_SIZE + ENTRY_OUT_SIZE;
+    if (this.noOpen) {
+      // In "no open" mode the kernel never sends RELEASE, not even for created files: the new
+      // fd becomes the node's I/O fd and the client gets fh 0.
+      this.union.adoptIoFd(node, fd);
+      for (let i = 0; i < OPEN_OUT_SIZE; i += 4) this.out.setUint32(o + i, 0, true);
+      this.out.setUint32(o + 8, FOPEN_KEEP_CACHE, true);
+    } else {
+      this.writeOpenOut(o, this.addFile(fd, node, null), FOPEN_KEEP_CACHE);
+    }
+    return this.okFor(ENTRY_OUT_SIZE + OPEN_OUT_SIZE, uniqueLow, uniqueHigh);
+  }
+
+  /** CREATE with the inode made on another thread (MetaIo): checks and the union's preparation
+   *  now, the reply when the file exists. Other requests are served meanwhile. */
+  private createElsewhere(request: Uint8Array, parent: FsNode, mode: number, done: ReplyCallback): void {
+    const [name, after] = this.cstring(IN_HEADER_SIZE + 16);
+    const plan = this.union.planCreate(parent, name, this.uid, this.gid);
+    const low = this.dv.getUint32(this.base + 8, true);
+    const high = this.dv.getUint32(this.base + 12, true);
+    // The parent (and its host fd) must outlive the job whatever the client forgets meanwhile.
+    parent.lookups++;
+    this.metaIo!.create(plan.dirFd, request.subarray(IN_HEADER_SIZE + 16, after), mode & 0o7777, plan, (result) => {
+      try {
+        if (result < 0) throw fsError(-result);
+        const made = this.union.completeCreate(parent, name, result);
+        this.writeLookedUp(this.out, OUT_HEADER_SIZE, made.node);
+        done(this.createdReply(made.node, made.fd, low, high));
+      } catch (error) {
+        done(this.errorReplyFor(errnoOf(error), low, high));
+      } finally {
+        this.union.forget(parent, 1);
+      }
+    });
+  }
+
   // ---- dispatch ---------------------------------------------------------------------------------
 
   private dispatch(op: number, request: Uint8Array, done: ReplyCallback): void {
@@ -518,19 +578,10 @@ export class FuseHandler {
       case Opcode.TMPFILE: {
         const mode = this.u32(I + 4);
         const parent = this.node();
+        if (op === Opcode.CREATE && this.metaIo) return this.createElsewhere(request, parent, mode, done);
         const made = op === Opcode.CREATE ? u.create(parent, this.cstring(I + 16)[0], mode, this.uid, this.gid) : u.tmpfile(parent, mode, this.uid, this.gid);
         this.writeEntry(this.out, OUT_HEADER_SIZE, made.node);
-        if (this.noOpen) {
-          // In "no open" mode the kernel never sends RELEASE, not even for created files: the new
-          // fd becomes the node's I/O fd and the client gets fh 0.
-          u.adoptIoFd(made.node, made.fd);
-          for (let i = 0; i < OPEN_OUT_SIZE; i += 4) this.out.setUint32(OUT_HEADER_SIZE + ENTRY_OUT_SIZE + i, 0, true);
-          this.out.setUint32(OUT_HEADER_SIZE + ENTRY_OUT_SIZE + 8, FOPEN_KEEP_CACHE, true);
-          return done(this.ok(ENTRY_OUT_SIZE + OPEN_OUT_SIZE));
-        }
-        const f = this.addFile(made.fd, made.node, null);
-        this.writeOpenOut(OUT_HEADER_SIZE + ENTRY_OUT_SIZE, f, FOPEN_KEEP_CACHE);
-        return done(this.ok(ENTRY_OUT_SIZE + OPEN_OUT_SIZE));
+        return done(this.createdReply(made.node, made.fd, this.dv.getUint32(this.base + 8, true), this.dv.getUint32(this.base + 12, true)));
       }
       case Opcode.READ:
         return this.read(done);

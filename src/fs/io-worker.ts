@@ -1,10 +1,12 @@
-// An I/O worker thread: takes data jobs queued by the /dev/fuse loop, does the blocking system call
-// (pread, pwrite, fsync) and writes the reply to /dev/fuse itself.
+// An I/O worker thread: takes jobs queued by the /dev/fuse loop and does the blocking system calls.
+// Data jobs (pread, pwrite, fsync) write their reply to /dev/fuse themselves; a metadata job
+// (CREATE) hands its result back to the loop, which owns the file-system state (shared-queue.ts).
 import { parentPort, workerData } from 'node:worker_threads';
-import { fdatasync, fsync, lastErrno, pread, pwrite, writeFd } from '../native/fs-calls.js';
+import { AT_SYMLINK_NOFOLLOW, closeFd, fchownat, fdatasync, fsync, lastErrno, O_CLOEXEC, O_CREAT, O_EXCL, O_RDWR, openat, pread, pwrite, writeFd } from '../native/fs-calls.js';
+import * as libc from '../native/libc.js';
 import { Errno } from './errors.js';
 import { MAX_WRITE, OUT_HEADER_SIZE } from './fuse-abi.js';
-import { JOB_FDATASYNC, JOB_FSYNC, JOB_READ, JOB_WRITE, SharedQueue, type SharedQueueMemory } from './shared-queue.js';
+import { JOB_CREATE, JOB_FDATASYNC, JOB_FSYNC, JOB_READ, JOB_WRITE, SharedQueue, type SharedQueueMemory } from './shared-queue.js';
 
 export interface IoWorkerData {
   readonly devFd: number;
@@ -17,10 +19,17 @@ function run(data: IoWorkerData): void {
   const out = new DataView(reply.buffer);
   const replyData = reply.subarray(OUT_HEADER_SIZE);
   const jobs = queue.jobs;
+  const one = new Uint8Array(8);
+  one[0] = 1;
   for (;;) {
     const o = queue.take();
     if (o < 0) return;
     const op = jobs[o]!;
+    if (op === JOB_CREATE) {
+      queue.completeJob(jobs[o + 5]!, create(queue, jobs, o));
+      libc.write(queue.memory.completionFd, one, 8);
+      continue;
+    }
     const fd = jobs[o + 1]!;
     const offset = (jobs[o + 2]! >>> 0) + jobs[o + 3]! * 0x1_0000_0000;
     const size = jobs[o + 4]!;
@@ -73,6 +82,20 @@ function run(data: IoWorkerData): void {
     writeFd(data.devFd, reply, length);
     queue.releaseFromJob(buffer);
   }
+}
+
+/** JOB_CREATE: the new file's fd, or -errno. The name is NUL-terminated in the request buffer. */
+function create(queue: SharedQueue, jobs: Int32Array, o: number): number {
+  const dirFd = jobs[o + 1]!;
+  const name = queue.bytes.subarray(jobs[o + 6]!);
+  const fd = openat(dirFd, name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, jobs[o + 3]!);
+  if (fd < 0) return -lastErrno();
+  if (jobs[o + 8] === 1 && fchownat(dirFd, name, jobs[o + 4]! >>> 0, jobs[o + 7]! >>> 0, AT_SYMLINK_NOFOLLOW) < 0) {
+    const errno = lastErrno();
+    closeFd(fd);
+    return -errno;
+  }
+  return fd;
 }
 
 if (parentPort) {

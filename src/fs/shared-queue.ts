@@ -1,6 +1,9 @@
 // Shared state between the /dev/fuse loop thread and the I/O worker threads: request buffers, their
-// ownership, and a ring of data jobs. Every job holds the request buffer it came in, so the ring
-// never holds more jobs than there are buffers and a slot is never overwritten before it is taken.
+// ownership, and a ring of jobs. Every job holds the request buffer it came in, so the ring never
+// holds more jobs than there are buffers and a slot is never overwritten before it is taken.
+// Data jobs (READ, WRITE, FSYNC) are answered by the worker itself. Metadata jobs (CREATE) only run
+// the blocking system calls: the worker stores the result with the buffer, marks it DONE and
+// signals the completion eventfd; the loop, which owns the file-system state, finishes the reply.
 export const CONTROL_STOP = 0;
 export const CONTROL_HEAD = 1;
 export const CONTROL_TAIL = 2;
@@ -10,12 +13,17 @@ const CONTROL_WORDS = 4;
 export const BUFFER_FREE = 0;
 export const BUFFER_LOOP = 1;
 export const BUFFER_JOB = 2;
+/** A metadata job's result is in `results`; the loop finishes the request and frees the buffer. */
+export const BUFFER_DONE = 3;
 
 export const JOB_READ = 1;
 export const JOB_WRITE = 2;
 export const JOB_FSYNC = 3;
 export const JOB_FDATASYNC = 4;
-/** Job words: op, fd, offset low, offset high, size, buffer, data offset, unique low, unique high. */
+/** openat(fd, name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, mode), then fchownat(uid, gid) if asked. */
+export const JOB_CREATE = 5;
+/** Job words: op, fd, offset low, offset high, size, buffer, data offset, unique low, unique high.
+ *  JOB_CREATE: op, dir fd, 0, mode, uid, buffer, name offset, gid, 1 to chown. */
 export const JOB_WORDS = 9;
 
 export const STAT_NODES = 0;
@@ -33,11 +41,14 @@ export interface SharedQueueMemory {
   readonly jobFds: SharedArrayBuffer;
   readonly jobs: SharedArrayBuffer;
   readonly stats: SharedArrayBuffer;
+  readonly results: SharedArrayBuffer;
   readonly count: number;
   readonly bufferSize: number;
+  /** The eventfd workers write when a metadata job is DONE (-1: none). */
+  readonly completionFd: number;
 }
 
-export function allocateSharedQueue(count: number, bufferSize: number): SharedQueueMemory {
+export function allocateSharedQueue(count: number, bufferSize: number, completionFd = -1): SharedQueueMemory {
   return {
     buffers: new SharedArrayBuffer(count * bufferSize),
     control: new SharedArrayBuffer(CONTROL_WORDS * 4),
@@ -45,8 +56,10 @@ export function allocateSharedQueue(count: number, bufferSize: number): SharedQu
     jobFds: new SharedArrayBuffer(count * 4),
     jobs: new SharedArrayBuffer(count * JOB_WORDS * 4),
     stats: new SharedArrayBuffer(STAT_WORDS * 8),
+    results: new SharedArrayBuffer(count * 4),
     count,
     bufferSize,
+    completionFd,
   };
 }
 
@@ -56,6 +69,7 @@ export class SharedQueue {
   readonly jobFds: Int32Array;
   readonly jobs: Int32Array;
   readonly stats: Float64Array;
+  readonly results: Int32Array;
   readonly bytes: Uint8Array;
   readonly count: number;
   readonly bufferSize: number;
@@ -66,6 +80,7 @@ export class SharedQueue {
     this.jobFds = new Int32Array(memory.jobFds);
     this.jobs = new Int32Array(memory.jobs);
     this.stats = new Float64Array(memory.stats);
+    this.results = new Int32Array(memory.results);
     this.bytes = new Uint8Array(memory.buffers);
     this.count = memory.count;
     this.bufferSize = memory.bufferSize;
@@ -75,13 +90,15 @@ export class SharedQueue {
     return this.bytes.subarray(index * this.bufferSize, (index + 1) * this.bufferSize);
   }
 
-  /** Loop side: a free buffer, waiting for an I/O worker to release one if all are busy. */
-  acquire(): number {
+  /** Loop side: a free buffer, waiting for an I/O worker to release one if all are busy;
+   *  `collectDone` runs while waiting, since DONE buffers are freed by the loop itself. */
+  acquire(collectDone?: () => boolean): number {
     for (;;) {
       const seq = Atomics.load(this.control, CONTROL_FREE_SEQ);
       for (let i = 0; i < this.count; i++) {
         if (Atomics.compareExchange(this.states, i, BUFFER_FREE, BUFFER_LOOP) === BUFFER_FREE) return i;
       }
+      if (collectDone?.()) continue;
       Atomics.wait(this.control, CONTROL_FREE_SEQ, seq, 1000);
     }
   }
@@ -97,6 +114,24 @@ export class SharedQueue {
     Atomics.store(this.states, index, BUFFER_FREE);
     Atomics.add(this.control, CONTROL_FREE_SEQ, 1);
     Atomics.notify(this.control, CONTROL_FREE_SEQ);
+  }
+
+  /** Worker side: a metadata job finished with `result`; the loop frees the buffer. */
+  completeJob(index: number, result: number): void {
+    Atomics.store(this.results, index, result);
+    Atomics.store(this.jobFds, index, -1);
+    Atomics.store(this.states, index, BUFFER_DONE);
+    // Wakes a loop waiting in acquire() for a buffer: it must collect this one.
+    Atomics.add(this.control, CONTROL_FREE_SEQ, 1);
+    Atomics.notify(this.control, CONTROL_FREE_SEQ);
+  }
+
+  /** Loop side: the result of a DONE metadata job, or undefined while it runs. Frees the buffer. */
+  collect(index: number): number | undefined {
+    if (Atomics.load(this.states, index) !== BUFFER_DONE) return undefined;
+    const result = Atomics.load(this.results, index);
+    Atomics.store(this.states, index, BUFFER_FREE);
+    return result;
   }
 
   allFree(): boolean {
@@ -126,6 +161,26 @@ export class SharedQueue {
     j[o + 6] = dataOffset;
     j[o + 7] = uniqueLow | 0;
     j[o + 8] = uniqueHigh | 0;
+    Atomics.store(this.control, CONTROL_HEAD, head + 1);
+    Atomics.notify(this.control, CONTROL_HEAD, 1);
+  }
+
+  /** Loop side: queues a JOB_CREATE that takes over buffer `index` (the name lies in it). */
+  pushCreate(index: number, dirFd: number, mode: number, uid: number, gid: number, chown: boolean, nameOffset: number): void {
+    Atomics.store(this.jobFds, index, dirFd);
+    Atomics.store(this.states, index, BUFFER_JOB);
+    const head = Atomics.load(this.control, CONTROL_HEAD);
+    const o = (head % this.count) * JOB_WORDS;
+    const j = this.jobs;
+    j[o] = JOB_CREATE;
+    j[o + 1] = dirFd;
+    j[o + 2] = 0;
+    j[o + 3] = mode;
+    j[o + 4] = uid | 0;
+    j[o + 5] = index;
+    j[o + 6] = nameOffset;
+    j[o + 7] = gid | 0;
+    j[o + 8] = chown ? 1 : 0;
     Atomics.store(this.control, CONTROL_HEAD, head + 1);
     Atomics.notify(this.control, CONTROL_HEAD, 1);
   }

@@ -696,10 +696,41 @@ export class UnionFs {
     return { uid, gid, sgid: false };
   }
 
+  /** Whether a new object made by this process in `parent` needs an explicit chown to belong to
+   *  the requester: a new inode takes the server's fsuid and its fsgid (or the parent's group when
+   *  the parent is set-group-ID), so a root server serving root skips one journal handle. */
+  private needsChown(o: { uid: number; gid: number; sgid: boolean }): boolean {
+    return o.uid !== this.serverUid || (!o.sgid && o.gid !== this.serverGid);
+  }
+  private readonly serverUid = process.geteuid?.() ?? -1;
+  private readonly serverGid = process.getegid?.() ?? -1;
+
   private finishCreate(parent: FsNode, name: string, uid: number, gid: number): FsNode {
     const o = this.owner(parent, uid, gid);
-    sys(fchownat(parent.fd, this.nameA.set(name), o.uid, o.gid, AT_SYMLINK_NOFOLLOW));
+    if (this.needsChown(o)) sys(fchownat(parent.fd, this.nameA.set(name), o.uid, o.gid, AT_SYMLINK_NOFOLLOW));
     return this.lookup(parent, name);
+  }
+
+  /**
+   * The first half of a CREATE whose blocking part (creating the inode, which can take the host
+   * file system's journal for a millisecond) runs on another thread: every check and union step
+   * happens here; the caller then runs openat(dirFd, name, O_CREAT | O_EXCL | O_RDWR, mode) and,
+   * when chown is set, fchownat(dirFd, name, uid, gid), and calls completeCreate.
+   */
+  planCreate(parent: FsNode, name: string, uid: number, gid: number): { dirFd: number; uid: number; gid: number; chown: boolean } {
+    this.prepareCreate(parent, name);
+    const o = this.owner(parent, uid, gid);
+    return { dirFd: parent.fd, uid: o.uid, gid: o.gid, chown: this.needsChown(o) };
+  }
+
+  /** The second half of a planned CREATE: `fd` is the host file it made; returns the node. */
+  completeCreate(parent: FsNode, name: string, fd: number): { node: FsNode; fd: number } {
+    try {
+      return { node: this.lookup(parent, name), fd };
+    } catch (error) {
+      closeFd(fd);
+      throw error;
+    }
   }
 
   mkdir(parent: FsNode, name: string, mode: number, uid: number, gid: number): FsNode {
