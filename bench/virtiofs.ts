@@ -18,12 +18,18 @@ if (reason !== undefined) {
 
 const RUNTIME = Number(process.env['BENCH_RUNTIME'] ?? 8);
 const common = `--directory=/mnt/bench --ioengine=psync --size=64m --time_based --runtime=${RUNTIME}`;
-const jobs: Array<[string, string]> = [
+const allJobs: Array<[string, string]> = [
   ['seqwrite-1m', `${common} --rw=write --bs=1m --end_fsync=1`],
   ['seqread-1m', `${common} --rw=read --bs=1m --invalidate=1`],
   ['randread-4k', `${common} --rw=randread --bs=4k --invalidate=1`],
   ['randwrite-4k', `${common} --rw=randwrite --bs=4k`],
 ];
+// While iterating: BENCH_JOBS=seqwrite-1m,randread-4k runs only those fio jobs, BENCH_SERVERS=novm
+// only novm's back end (no ratio then), BENCH_NOVM_ARGS adds flags (e.g. --stats).
+const only = process.env['BENCH_JOBS']?.split(',');
+const jobs = only === undefined ? allJobs : allJobs.filter(([name]) => only.includes(name));
+const servers = process.env['BENCH_SERVERS']?.split(',') ?? ['novm', 'virtiofsd'];
+const novmArgs = process.env['BENCH_NOVM_ARGS']?.split(' ').filter((a) => a !== '') ?? [];
 const script = [
   'mount -t virtiofs bench /mnt || exit 1',
   'mkdir -p /mnt/bench',
@@ -59,13 +65,25 @@ async function measure(label: string, start: (socket: string, shared: string) =>
     if (results.length !== jobs.length || meta === null) throw new Error(`${label}: results missing\n${run.transcript.slice(-3000)}`);
     return { iops: results.map((r) => r.readIops + r.writeIops), metaNs: Number(meta[1]) };
   } finally {
+    // Let the server finish (novm prints --stats on SIGTERM) before the next one starts.
+    const exited = new Promise((resolve) => server.once('exit', resolve));
     server.kill();
+    await Promise.race([exited, sleep(5000)]);
   }
 }
 
 try {
   const novm = await measure('novm', (socket, shared) =>
-    spawn(process.execPath, [join(process.cwd(), 'dist/src/cli/main.js'), 'vhost-user', 'fs', '--write', `/=${shared}`, '--tag', 'bench', '--socket', socket], { stdio: ['ignore', 'inherit', 'inherit'] }));
+    spawn(process.execPath, [join(process.cwd(), 'dist/src/cli/main.js'), 'vhost-user', 'fs', '--write', `/=${shared}`, '--tag', 'bench', '--socket', socket, ...novmArgs], { stdio: ['ignore', 'inherit', 'inherit'] }));
+  if (!servers.includes('virtiofsd')) {
+    jobs.forEach(([name], i) => console.log(`${name.padEnd(16)}  novm ${novm.iops[i]!.toFixed(0)} IOPS`));
+    console.log(`metadata (300 create+stat+rm)  novm ${(novm.metaNs / 1e6).toFixed(0)} ms`);
+  } else await compare(novm);
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+async function compare(novm: Figures): Promise<void> {
   const reference = await measure('virtiofsd', (socket, shared) =>
     spawn(VIRTIOFSD, [`--socket-path=${socket}`, '-o', `source=${shared}`, '-o', 'cache=auto', '-o', 'sandbox=chroot'], { stdio: ['ignore', 'ignore', 'inherit'] }));
   console.log('workload          novm IOPS   virtiofsd IOPS   ratio');
@@ -80,6 +98,4 @@ try {
   console.log(`metadata (300 create+stat+rm)  novm ${(novm.metaNs / 1e6).toFixed(0)} ms   virtiofsd ${(reference.metaNs / 1e6).toFixed(0)} ms   ratio ${metaRatio.toFixed(2)}`);
   const geomean = Math.exp(ratios.reduce((s, r) => s + Math.log(r), 0) / ratios.length);
   console.log(`bench:virtiofs novm vhost-user fs / C virtiofsd (throughput, geometric mean of ${ratios.length} workloads, QEMU TCG guest): ${geomean.toFixed(2)}`);
-} finally {
-  rmSync(dir, { recursive: true, force: true });
 }
