@@ -13,7 +13,7 @@ import type { DataIo, DataReply, Unique } from './data-io.js';
 import { Errno } from './errors.js';
 import { FuseHandler } from './fuse-handler.js';
 import type { MetaIo, NewOwner } from './meta-io.js';
-import { JOB_FDATASYNC, JOB_FSYNC, JOB_READ, JOB_WRITE, SharedQueue, type SharedQueueMemory, STAT_ERRORS, STAT_FDS, STAT_FILES, STAT_NODES, STAT_REQUESTS, STAT_UNEXPECTED } from './shared-queue.js';
+import { JOB_CREATE, JOB_FDATASYNC, JOB_FSYNC, JOB_MKDIR, JOB_READ, JOB_WRITE, SharedQueue, type SharedQueueMemory, STAT_ERRORS, STAT_FDS, STAT_FILES, STAT_NODES, STAT_REQUESTS, STAT_UNEXPECTED } from './shared-queue.js';
 import { UnionFs } from './union.js';
 
 export interface LoopWorkerData {
@@ -41,7 +41,7 @@ class QueuedDataIo implements DataIo {
   }
 }
 
-/** Hands CREATE's blocking system calls to the I/O workers; their results come back through
+/** Hands the blocking system calls of CREATE and MKDIR to the I/O workers; their results come back through
  *  the completion eventfd and are finished on this thread by collect(). */
 class QueuedMetaIo implements MetaIo {
   current = 0;
@@ -52,7 +52,11 @@ class QueuedMetaIo implements MetaIo {
   }
   create(dirFd: number, name: Uint8Array, mode: number, owner: NewOwner, done: (result: number) => void): void {
     this.waiting.push({ buffer: this.current, done });
-    this.queue.pushCreate(this.current, dirFd, mode, owner.uid, owner.gid, owner.chown, name.byteOffset);
+    this.queue.pushMake(JOB_CREATE, this.current, dirFd, mode, owner.uid, owner.gid, owner.chown, name.byteOffset);
+  }
+  mkdir(dirFd: number, name: Uint8Array, mode: number, owner: NewOwner, done: (result: number) => void): void {
+    this.waiting.push({ buffer: this.current, done });
+    this.queue.pushMake(JOB_MKDIR, this.current, dirFd, mode, owner.uid, owner.gid, owner.chown, name.byteOffset);
   }
   /** Finishes every job that is done; true if any was. */
   collect(): boolean {

@@ -49,7 +49,7 @@ export interface HandlerOptions {
   readonly dataIo?: DataIo;
   /** Answer OPEN with ENOSYS so that the kernel stops sending OPEN/RELEASE (default true). */
   readonly noOpen?: boolean;
-  /** Where CREATE's blocking system calls run (default: inline on the handler's thread). */
+  /** Where the blocking system calls of CREATE and MKDIR run (default: inline on the handler's thread). */
   readonly metaIo?: MetaIo;
   /** Background requests (read-ahead, writeback) the kernel may have in flight (default 64). A
    *  transport with a fixed number of request buffers keeps this below it, so that buffers are
@@ -462,22 +462,31 @@ export class FuseHandler {
   private createElsewhere(request: Uint8Array, parent: FsNode, mode: number, done: ReplyCallback): void {
     const [name, after] = this.cstring(IN_HEADER_SIZE + 16);
     const plan = this.union.planCreate(parent, name, this.uid, this.gid);
+    const finish = this.afterJob(parent, done, (fd, low, high) => {
+      const made = this.union.completeCreate(parent, name, fd);
+      this.writeLookedUp(this.out, OUT_HEADER_SIZE, made.node);
+      return this.createdReply(made.node, made.fd, low, high);
+    });
+    this.metaIo!.create(plan.dirFd, request.subarray(IN_HEADER_SIZE + 16, after), mode & 0o7777, plan, finish);
+  }
+
+  /** The completion of a request whose blocking half runs elsewhere (MetaIo): `finish` builds the
+   *  reply from the job's result; a negative result or a throw becomes an error reply. The parent
+   *  (and its host fd) is held until then, whatever the client forgets meanwhile. */
+  private afterJob(parent: FsNode, done: ReplyCallback, finish: (result: number, uniqueLow: number, uniqueHigh: number) => Uint8Array): (result: number) => void {
     const low = this.dv.getUint32(this.base + 8, true);
     const high = this.dv.getUint32(this.base + 12, true);
-    // The parent (and its host fd) must outlive the job whatever the client forgets meanwhile.
     parent.lookups++;
-    this.metaIo!.create(plan.dirFd, request.subarray(IN_HEADER_SIZE + 16, after), mode & 0o7777, plan, (result) => {
+    return (result) => {
       try {
         if (result < 0) throw fsError(-result);
-        const made = this.union.completeCreate(parent, name, result);
-        this.writeLookedUp(this.out, OUT_HEADER_SIZE, made.node);
-        done(this.createdReply(made.node, made.fd, low, high));
+        done(finish(result, low, high));
       } catch (error) {
         done(this.errorReplyFor(errnoOf(error), low, high));
       } finally {
         this.union.forget(parent, 1);
       }
-    });
+    };
   }
 
   // ---- dispatch ---------------------------------------------------------------------------------
@@ -528,8 +537,15 @@ export class FuseHandler {
       }
       case Opcode.MKDIR: {
         const mode = this.u32(I);
-        const [name] = this.cstring(I + 8);
-        return done(this.entryReply(u.mkdir(this.node(), name, mode, this.uid, this.gid)));
+        const [name, after] = this.cstring(I + 8);
+        const parent = this.node();
+        const plan = this.metaIo ? u.planMkdir(parent, name, this.uid, this.gid) : null;
+        if (plan === null) return done(this.entryReply(u.mkdir(parent, name, mode, this.uid, this.gid)));
+        const finish = this.afterJob(parent, done, (_result, low, high) => {
+          this.writeLookedUp(this.out, OUT_HEADER_SIZE, u.completeMkdir(parent, name));
+          return this.okFor(ENTRY_OUT_SIZE, low, high);
+        });
+        return this.metaIo!.mkdir(plan.dirFd, request.subarray(I + 8, after), mode & 0o7777, plan, finish);
       }
       case Opcode.UNLINK: {
         const [name] = this.cstring(I);

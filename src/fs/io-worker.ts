@@ -2,11 +2,11 @@
 // Data jobs (pread, pwrite, fsync) write their reply to /dev/fuse themselves; a metadata job
 // (CREATE) hands its result back to the loop, which owns the file-system state (shared-queue.ts).
 import { parentPort, workerData } from 'node:worker_threads';
-import { AT_SYMLINK_NOFOLLOW, closeFd, fchownat, fdatasync, fsync, lastErrno, O_CLOEXEC, O_CREAT, O_EXCL, O_RDWR, openat, pread, pwrite, writeFd } from '../native/fs-calls.js';
+import { AT_SYMLINK_NOFOLLOW, closeFd, fchownat, fdatasync, fsync, lastErrno, mkdirat, O_CLOEXEC, O_CREAT, O_EXCL, O_RDWR, openat, pread, pwrite, writeFd } from '../native/fs-calls.js';
 import * as libc from '../native/libc.js';
 import { Errno } from './errors.js';
 import { MAX_WRITE, OUT_HEADER_SIZE } from './fuse-abi.js';
-import { JOB_CREATE, JOB_FDATASYNC, JOB_FSYNC, JOB_READ, JOB_WRITE, SharedQueue, type SharedQueueMemory } from './shared-queue.js';
+import { JOB_CREATE, JOB_MKDIR, JOB_FDATASYNC, JOB_FSYNC, JOB_READ, JOB_WRITE, SharedQueue, type SharedQueueMemory } from './shared-queue.js';
 
 export interface IoWorkerData {
   readonly devFd: number;
@@ -25,8 +25,8 @@ function run(data: IoWorkerData): void {
     const o = queue.take();
     if (o < 0) return;
     const op = jobs[o]!;
-    if (op === JOB_CREATE) {
-      queue.completeJob(jobs[o + 5]!, create(queue, jobs, o));
+    if (op === JOB_CREATE || op === JOB_MKDIR) {
+      queue.completeJob(jobs[o + 5]!, make(op, queue, jobs, o));
       libc.write(queue.memory.completionFd, one, 8);
       continue;
     }
@@ -84,18 +84,20 @@ function run(data: IoWorkerData): void {
   }
 }
 
-/** JOB_CREATE: the new file's fd, or -errno. The name is NUL-terminated in the request buffer. */
-function create(queue: SharedQueue, jobs: Int32Array, o: number): number {
+/** JOB_CREATE: the new file's fd; JOB_MKDIR: 0; or -errno. The name is NUL-terminated in the
+ *  request buffer. */
+function make(op: number, queue: SharedQueue, jobs: Int32Array, o: number): number {
   const dirFd = jobs[o + 1]!;
   const name = queue.bytes.subarray(jobs[o + 6]!);
-  const fd = openat(dirFd, name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, jobs[o + 3]!);
-  if (fd < 0) return -lastErrno();
+  const mode = jobs[o + 3]!;
+  const result = op === JOB_CREATE ? openat(dirFd, name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, mode) : mkdirat(dirFd, name, mode);
+  if (result < 0) return -lastErrno();
   if (jobs[o + 8] === 1 && fchownat(dirFd, name, jobs[o + 4]! >>> 0, jobs[o + 7]! >>> 0, AT_SYMLINK_NOFOLLOW) < 0) {
     const errno = lastErrno();
-    closeFd(fd);
+    if (op === JOB_CREATE) closeFd(result);
     return -errno;
   }
-  return fd;
+  return result;
 }
 
 if (parentPort) {

@@ -19,4 +19,6 @@ export interface MetaIo {
    * NUL-terminated and stays valid until `done`.
    */
   create(dirFd: number, name: Uint8Array, mode: number, owner: NewOwner, done: (result: number) => void): void;
+  /** mkdirat(dirFd, name, mode), then fchownat if owner.chown; `done` gets 0 or -errno. */
+  mkdir(dirFd: number, name: Uint8Array, mode: number, owner: NewOwner, done: (result: number) => void): void;
 }

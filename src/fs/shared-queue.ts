@@ -22,8 +22,10 @@ export const JOB_FSYNC = 3;
 export const JOB_FDATASYNC = 4;
 /** openat(fd, name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, mode), then fchownat(uid, gid) if asked. */
 export const JOB_CREATE = 5;
+/** mkdirat(fd, name, mode), then fchownat(uid, gid) if asked. */
+export const JOB_MKDIR = 6;
 /** Job words: op, fd, offset low, offset high, size, buffer, data offset, unique low, unique high.
- *  JOB_CREATE: op, dir fd, 0, mode, uid, buffer, name offset, gid, 1 to chown. */
+ *  JOB_CREATE and JOB_MKDIR: op, dir fd, 0, mode, uid, buffer, name offset, gid, 1 to chown. */
 export const JOB_WORDS = 9;
 
 export const STAT_NODES = 0;
@@ -165,14 +167,14 @@ export class SharedQueue {
     Atomics.notify(this.control, CONTROL_HEAD, 1);
   }
 
-  /** Loop side: queues a JOB_CREATE that takes over buffer `index` (the name lies in it). */
-  pushCreate(index: number, dirFd: number, mode: number, uid: number, gid: number, chown: boolean, nameOffset: number): void {
+  /** Loop side: queues a JOB_CREATE or JOB_MKDIR that takes over buffer `index` (the name lies in it). */
+  pushMake(op: typeof JOB_CREATE | typeof JOB_MKDIR, index: number, dirFd: number, mode: number, uid: number, gid: number, chown: boolean, nameOffset: number): void {
     Atomics.store(this.jobFds, index, dirFd);
     Atomics.store(this.states, index, BUFFER_JOB);
     const head = Atomics.load(this.control, CONTROL_HEAD);
     const o = (head % this.count) * JOB_WORDS;
     const j = this.jobs;
-    j[o] = JOB_CREATE;
+    j[o] = op;
     j[o + 1] = dirFd;
     j[o + 2] = 0;
     j[o + 3] = mode;

@@ -723,6 +723,23 @@ export class UnionFs {
     return { dirFd: parent.fd, uid: o.uid, gid: o.gid, chown: this.needsChown(o) };
   }
 
+  /** The first half of a MKDIR whose mkdirat (and chown) runs on another thread, like
+   *  planCreate; null when the directory needs more than that (set-group-ID inheritance, or an
+   *  opaque marker because a lower layer has the name): then mkdir() does it all inline. */
+  planMkdir(parent: FsNode, name: string, uid: number, gid: number): { dirFd: number; uid: number; gid: number; chown: boolean } | null {
+    checkName(name);
+    if (!parent.isDir) throw fsError(Errno.ENOTDIR);
+    const o = this.owner(parent, uid, gid);
+    if (o.sgid || this.lowerHas(parent, name)) return null;
+    this.prepareCreate(parent, name);
+    return { dirFd: parent.fd, uid: o.uid, gid: o.gid, chown: this.needsChown(o) };
+  }
+
+  /** The second half of a planned MKDIR, once the host directory exists. */
+  completeMkdir(parent: FsNode, name: string): FsNode {
+    return this.lookup(parent, name);
+  }
+
   /** The second half of a planned CREATE: `fd` is the host file it made; returns the node. */
   completeCreate(parent: FsNode, name: string, fd: number): { node: FsNode; fd: number } {
     try {
