@@ -137,6 +137,11 @@ export class ConsoleDevice extends QueueDevice {
     return 'virtio-console';
   }
 
+  /** Control messages waiting for a buffer from the driver (0: the driver took all). */
+  get controlPending(): number {
+    return this.controlOut.length;
+  }
+
   readConfig(offset: number, data: Uint8Array): void {
     data.fill(0);
     if (offset < 0 || offset >= CONFIG_SIZE) return;
