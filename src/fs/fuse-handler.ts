@@ -55,6 +55,9 @@ export interface HandlerOptions {
    *  transport with a fixed number of request buffers keeps this below it, so that buffers are
    *  always left for other requests while writeback saturates the I/O threads. */
   readonly maxBackground?: number;
+  /** Offer FUSE_WRITEBACK_CACHE (default true). Off, every write(2) is one WRITE request: better
+   *  where the client's own page-cache work is what costs (a software-emulated guest). */
+  readonly writebackCache?: boolean;
 }
 
 /** Writes up to this size are done inline: a buffered write of this size costs microseconds. */
@@ -108,6 +111,7 @@ export class FuseHandler {
     this.metaIo = options.metaIo;
     this.noOpen = options.noOpen ?? true;
     this.maxBackground = Math.max(1, Math.min(options.maxBackground ?? 64, 0xffff));
+    this.offerWriteback = options.writebackCache ?? true;
     // Node I/O fds retired by the engine (copy-up, forget) may still be in use by in-flight I/O.
     this.union.retireFd = (fd) => {
       if (this.dataIo.busy(fd)) this.deferredClose.push(fd);
@@ -116,6 +120,7 @@ export class FuseHandler {
   }
   private readonly noOpen: boolean;
   private readonly maxBackground: number;
+  private readonly offerWriteback: boolean;
   private readonly metaIo: MetaIo | undefined;
 
   get negotiatedMinor(): number {
@@ -712,7 +717,7 @@ export class FuseHandler {
     const maxReadahead = this.u32(I + 8);
     const offered = this.u32(I + 12);
     const wanted = FUSE_ASYNC_READ | (this.noOpen ? 0 : FUSE_ATOMIC_O_TRUNC) | FUSE_BIG_WRITES | FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO |
-      FUSE_ASYNC_DIO | FUSE_WRITEBACK_CACHE | FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES | FUSE_CACHE_SYMLINKS |
+      FUSE_ASYNC_DIO | (this.offerWriteback ? FUSE_WRITEBACK_CACHE : 0) | FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES | FUSE_CACHE_SYMLINKS |
       // We clear set-user/group-ID bits ourselves when the kernel flags a write, truncate or chown;
       // in exchange the kernel stops asking for security.capability before every write.
       FUSE_HANDLE_KILLPRIV_V2;
