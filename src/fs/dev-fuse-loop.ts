@@ -23,40 +23,56 @@ export interface LoopWorkerData {
   readonly queue: SharedQueueMemory;
 }
 
+/** The request buffer the loop is handling now: the one a queued job takes over. */
+interface Cursor {
+  buffer: number;
+}
+
 /** Hands blocking data work to the I/O workers; the request buffer goes with the job. */
 class QueuedDataIo implements DataIo {
-  current = 0;
-  constructor(private readonly queue: SharedQueue) {}
+  constructor(private readonly queue: SharedQueue, private readonly cursor: Cursor) {}
   busy(fd: number): boolean {
     return this.queue.busy(fd);
   }
   read(fd: number, offset: number, size: number, unique: Unique, _done: DataReply): void {
-    this.queue.push(JOB_READ, fd, offset, size, this.current, 0, unique.low, unique.high);
+    this.queue.push(JOB_READ, fd, offset, size, this.cursor.buffer, 0, unique.low, unique.high);
   }
   write(fd: number, data: Uint8Array, offset: number, unique: Unique, _done: DataReply): void {
-    this.queue.push(JOB_WRITE, fd, offset, data.length, this.current, data.byteOffset, unique.low, unique.high);
+    this.queue.push(JOB_WRITE, fd, offset, data.length, this.cursor.buffer, data.byteOffset, unique.low, unique.high);
   }
   fsync(fd: number, datasync: boolean, unique: Unique, _done: DataReply): void {
-    this.queue.push(datasync ? JOB_FDATASYNC : JOB_FSYNC, fd, 0, 0, this.current, 0, unique.low, unique.high);
+    this.queue.push(datasync ? JOB_FDATASYNC : JOB_FSYNC, fd, 0, 0, this.cursor.buffer, 0, unique.low, unique.high);
   }
 }
 
-/** Hands the blocking system calls of CREATE and MKDIR to the I/O workers; their results come back through
- *  the completion eventfd and are finished on this thread by collect(). */
+/** Hands the blocking system calls of CREATE, MKDIR and large copy-ups to the I/O workers; their
+ *  results come back through the completion eventfd and are finished on this thread by collect(),
+ *  with the job's request buffer current again. */
 class QueuedMetaIo implements MetaIo {
-  current = 0;
   private readonly waiting: Array<{ buffer: number; done: (result: number) => void }> = [];
-  constructor(private readonly queue: SharedQueue) {}
+  constructor(private readonly queue: SharedQueue, private readonly cursor: Cursor) {}
   get pending(): number {
     return this.waiting.length;
   }
   create(dirFd: number, name: Uint8Array, mode: number, owner: NewOwner, done: (result: number) => void): void {
-    this.waiting.push({ buffer: this.current, done });
-    this.queue.pushMake(JOB_CREATE, this.current, dirFd, mode, owner.uid, owner.gid, owner.chown, name.byteOffset);
+    this.waiting.push({ buffer: this.cursor.buffer, done });
+    this.queue.pushMake(JOB_CREATE, this.cursor.buffer, dirFd, mode, owner.uid, owner.gid, owner.chown, name.byteOffset);
   }
   mkdir(dirFd: number, name: Uint8Array, mode: number, owner: NewOwner, done: (result: number) => void): void {
-    this.waiting.push({ buffer: this.current, done });
-    this.queue.pushMake(JOB_MKDIR, this.current, dirFd, mode, owner.uid, owner.gid, owner.chown, name.byteOffset);
+    this.waiting.push({ buffer: this.cursor.buffer, done });
+    this.queue.pushMake(JOB_MKDIR, this.cursor.buffer, dirFd, mode, owner.uid, owner.gid, owner.chown, name.byteOffset);
+  }
+  copyData(src: number, dst: number, size: number, done: (result: number) => void): void {
+    this.waiting.push({ buffer: this.cursor.buffer, done });
+    this.queue.pushCopy(this.cursor.buffer, src, dst, size);
+  }
+  park(): (resume: () => void) => void {
+    const buffer = this.cursor.buffer;
+    this.queue.park(buffer);
+    return (resume) => {
+      this.queue.unpark(buffer);
+      this.within(buffer, resume);
+    };
   }
   /** Finishes every job that is done; true if any was. */
   collect(): boolean {
@@ -70,20 +86,32 @@ class QueuedMetaIo implements MetaIo {
       }
       this.waiting.splice(i, 1);
       any = true;
-      job.done(result);
+      this.within(job.buffer, () => job.done(result));
     }
     return any;
+  }
+  /** Runs `fn` with `buffer` as the current request's, then frees it unless a job took it. */
+  private within(buffer: number, fn: () => void): void {
+    const previous = this.cursor.buffer;
+    this.cursor.buffer = buffer;
+    try {
+      fn();
+    } finally {
+      this.cursor.buffer = previous;
+      this.queue.releaseFromLoop(buffer);
+    }
   }
 }
 
 function serve(data: LoopWorkerData): void {
   const queue = new SharedQueue(data.queue);
   const union = new UnionFs(data.config);
-  const io = new QueuedDataIo(queue);
+  const cursor: Cursor = { buffer: 0 };
+  const io = new QueuedDataIo(queue, cursor);
   const log = (line: string) => process.stderr.write(`novm fs: ${line}\n`);
   // Writeback and read-ahead may hold at most all but 4 request buffers: the rest stay free for
   // the requests of other processes while a large flush saturates the I/O threads.
-  const meta = new QueuedMetaIo(queue);
+  const meta = new QueuedMetaIo(queue, cursor);
   const handler = new FuseHandler(union, { cacheTimeoutSeconds: data.cacheTimeoutSeconds, dataIo: io, metaIo: meta, log, maxBackground: Math.max(1, queue.count - 4) });
   const fd = data.devFd;
   const completionFd = queue.memory.completionFd;
@@ -133,8 +161,7 @@ function serve(data: LoopWorkerData): void {
       break;
     }
     const request = buffer.subarray(0, n);
-    io.current = b;
-    meta.current = b;
+    cursor.buffer = b;
     if (FuseHandler.isForget(request)) handler.forget(request);
     else handler.handle(request, reply);
     queue.releaseFromLoop(b);
@@ -152,7 +179,10 @@ function serve(data: LoopWorkerData): void {
     log(`profile\n${rows.join('\n')}`);
   }
   queue.stop();
-  while (!queue.allFree()) {
+  // Jobs still out finish (their replies go nowhere); bounded, since requests handled again after
+  // a copy-up could queue work that the stopped workers no longer take.
+  const deadline = Date.now() + 10_000;
+  while (!queue.allFree() && Date.now() < deadline) {
     meta.collect();
     Atomics.wait(queue.control, 3, Atomics.load(queue.control, 3), 100);
   }

@@ -49,8 +49,11 @@ export interface HandlerOptions {
   readonly dataIo?: DataIo;
   /** Answer OPEN with ENOSYS so that the kernel stops sending OPEN/RELEASE (default true). */
   readonly noOpen?: boolean;
-  /** Where the blocking system calls of CREATE and MKDIR run (default: inline on the handler's thread). */
+  /** Where the blocking system calls of CREATE and MKDIR and the data of large copy-ups go
+   *  (default: inline on the handler's thread). */
   readonly metaIo?: MetaIo;
+  /** With a metaIo, copy-ups of files larger than this go to it (default 1 MiB). */
+  readonly copyUpInlineMax?: number;
   /** Background requests (read-ahead, writeback) the kernel may have in flight (default 64). A
    *  transport with a fixed number of request buffers keeps this below it, so that buffers are
    *  always left for other requests while writeback saturates the I/O threads. */
@@ -72,6 +75,19 @@ export interface HandlerMetrics {
 }
 
 const SYNTHETIC_INO_BASE = 0xffff_0000;
+/** Opcodes that may copy up the regular file named by their node id. */
+const MAY_COPY_UP = opcodeSet(Opcode.WRITE, Opcode.SETATTR, Opcode.OPEN, Opcode.SETXATTR, Opcode.REMOVEXATTR, Opcode.FALLOCATE);
+/** Opcodes that only read the node named by their node id. */
+const READS = opcodeSet(Opcode.GETATTR, Opcode.READ, Opcode.GETXATTR, Opcode.LISTXATTR, Opcode.LSEEK, Opcode.READLINK, Opcode.STATFS, Opcode.FLUSH);
+/** Opcodes that change the entries of the directory named by their node id. */
+const NAMESPACE_OPS = opcodeSet(Opcode.UNLINK, Opcode.RMDIR, Opcode.RENAME, Opcode.RENAME2, Opcode.LINK, Opcode.CREATE, Opcode.MKDIR, Opcode.MKNOD, Opcode.SYMLINK, Opcode.TMPFILE);
+function opcodeSet(...ops: number[]): Uint8Array {
+  const set = new Uint8Array(64);
+  for (const op of ops) set[op] = 1;
+  return set;
+}
+/** Copy-ups of files up to this size run inline (default): they take well under a millisecond. */
+const COPY_UP_INLINE_MAX = 1 << 20;
 /** fuse_attr u64 fields copied from struct stat: [offset in fuse_attr, offset in stat]. */
 const ATTR_COPIES: ReadonlyArray<readonly [number, number]> = [[8, StatOffset.size], [16, StatOffset.blocks], [24, StatOffset.atime], [32, StatOffset.mtime], [40, StatOffset.ctime]];
 
@@ -109,6 +125,7 @@ export class FuseHandler {
     this.log = options.log ?? ((line) => process.stderr.write(`novm fs: ${line}\n`));
     this.dataIo = options.dataIo ?? new LibuvDataIo();
     this.metaIo = options.metaIo;
+    this.copyUpInlineMax = options.copyUpInlineMax ?? COPY_UP_INLINE_MAX;
     this.noOpen = options.noOpen ?? true;
     this.maxBackground = Math.max(1, Math.min(options.maxBackground ?? 64, 0xffff));
     this.offerWriteback = options.writebackCache ?? true;
@@ -122,6 +139,9 @@ export class FuseHandler {
   private readonly maxBackground: number;
   private readonly offerWriteback: boolean;
   private readonly metaIo: MetaIo | undefined;
+  private readonly copyUpInlineMax: number;
+  /** Nodes whose copy-up runs elsewhere, with the requests waiting for it. */
+  private readonly copying = new Map<FsNode, Array<() => void>>();
 
   get negotiatedMinor(): number {
     return this.minor;
@@ -176,6 +196,7 @@ export class FuseHandler {
     const t0 = this.profile ? process.hrtime.bigint() : 0n;
     try {
       if (op !== Opcode.INIT && !this.initialized) throw fsError(Errno.EIO);
+      if (this.metaIo && (this.copying.size > 0 || MAY_COPY_UP[op] === 1) && this.waitsForCopyUp(op, request, done)) return;
       this.dispatch(op, request, done);
       if (this.profile && op < 64) {
         this.profile.count[op]!++;
@@ -473,6 +494,60 @@ export class FuseHandler {
       return this.createdReply(made.node, made.fd, low, high);
     });
     this.metaIo!.create(plan.dirFd, request.subarray(IN_HEADER_SIZE + 16, after), mode & 0o7777, plan, finish);
+  }
+
+  /**
+   * Large copy-ups run elsewhere (MetaIo.copyData) so that they do not stall other requests: a
+   * request that would copy up a large lower file starts the copy and is handled again once the
+   * file is in the writable layer; until then, requests that change that node and namespace
+   * changes in its directory wait for it (in order), while everything else, reads of the node
+   * included, goes on. Returns true when the request was taken (it will be answered later).
+   */
+  private waitsForCopyUp(op: number, request: Uint8Array, done: ReplyCallback): boolean {
+    const node = this.union.nodes.get(this.dv.getUint32(this.base + 16, true), this.dv.getUint32(this.base + 20, true));
+    for (const [copied, waiting] of this.copying) {
+      if ((node === copied && READS[op] !== 1) || (node === copied.parent && NAMESPACE_OPS[op] === 1) || this.secondNodeIs(op, copied)) {
+        const resume = this.metaIo!.park();
+        waiting.push(() => resume(() => this.handle(request, done)));
+        return true;
+      }
+    }
+    if (MAY_COPY_UP[op] !== 1 || !node) return false;
+    // OPEN copies up only with file handles ("no open" mode answers it with ENOSYS).
+    if (op === Opcode.OPEN && (this.noOpen || ((this.u32(IN_HEADER_SIZE) & O_ACCMODE) === O_RDONLY && (this.u32(IN_HEADER_SIZE) & O_TRUNC) === 0))) return false;
+    // WRITE with a file handle: its OPEN copied the file up already.
+    if (op === Opcode.WRITE && (this.u32(IN_HEADER_SIZE) !== 0 || this.u32(IN_HEADER_SIZE + 4) !== 0)) return false;
+    const plan = this.union.planCopyUp(node, this.copyUpInlineMax);
+    if (plan === null) return false;
+    const waiting: Array<() => void> = [];
+    this.copying.set(node, waiting);
+    const low = this.dv.getUint32(this.base + 8, true);
+    const high = this.dv.getUint32(this.base + 12, true);
+    node.lookups++;
+    this.metaIo!.copyData(plan.copy.src, plan.copy.tmp, plan.copy.size, (result) => {
+      this.copying.delete(node);
+      let errno = 0;
+      try {
+        this.union.completeCopyUp(plan, result);
+      } catch (error) {
+        errno = errnoOf(error);
+      } finally {
+        this.union.forget(node, 1);
+      }
+      if (errno !== 0) done(this.errorReplyFor(errno, low, high));
+      else this.handle(request, done);
+      for (const wake of waiting) wake();
+    });
+    return true;
+  }
+
+  /** True when a RENAME's new directory or a LINK's target (the request's second node) is `node`'s
+   *  parent or `node`. */
+  private secondNodeIs(op: number, node: FsNode): boolean {
+    if (op !== Opcode.RENAME && op !== Opcode.RENAME2 && op !== Opcode.LINK) return false;
+    if (this.end - this.base < IN_HEADER_SIZE + 8) return false;
+    const second = this.union.nodes.get(this.dv.getUint32(this.base + IN_HEADER_SIZE, true), this.dv.getUint32(this.base + IN_HEADER_SIZE + 4, true));
+    return second === node || (op !== Opcode.LINK && second === node.parent);
   }
 
   /** The completion of a request whose blocking half runs elsewhere (MetaIo): `finish` builds the

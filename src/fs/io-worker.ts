@@ -1,12 +1,14 @@
 // An I/O worker thread: takes jobs queued by the /dev/fuse loop and does the blocking system calls.
 // Data jobs (pread, pwrite, fsync) write their reply to /dev/fuse themselves; a metadata job
-// (CREATE) hands its result back to the loop, which owns the file-system state (shared-queue.ts).
+// (CREATE, MKDIR, a large copy-up's data) hands its result back to the loop, which owns the
+// file-system state (shared-queue.ts).
 import { parentPort, workerData } from 'node:worker_threads';
 import { AT_SYMLINK_NOFOLLOW, closeFd, fchownat, fdatasync, fsync, lastErrno, mkdirat, O_CLOEXEC, O_CREAT, O_EXCL, O_RDWR, openat, pread, pwrite, writeFd } from '../native/fs-calls.js';
 import * as libc from '../native/libc.js';
-import { Errno } from './errors.js';
+import { DataCopier } from './copy-data.js';
+import { Errno, errnoOf } from './errors.js';
 import { MAX_WRITE, OUT_HEADER_SIZE } from './fuse-abi.js';
-import { JOB_CREATE, JOB_MKDIR, JOB_FDATASYNC, JOB_FSYNC, JOB_READ, JOB_WRITE, SharedQueue, type SharedQueueMemory } from './shared-queue.js';
+import { JOB_COPY, JOB_CREATE, JOB_MKDIR, JOB_FDATASYNC, JOB_FSYNC, JOB_READ, JOB_WRITE, SharedQueue, type SharedQueueMemory } from './shared-queue.js';
 
 export interface IoWorkerData {
   readonly devFd: number;
@@ -25,8 +27,8 @@ function run(data: IoWorkerData): void {
     const o = queue.take();
     if (o < 0) return;
     const op = jobs[o]!;
-    if (op === JOB_CREATE || op === JOB_MKDIR) {
-      queue.completeJob(jobs[o + 5]!, make(op, queue, jobs, o));
+    if (op === JOB_CREATE || op === JOB_MKDIR || op === JOB_COPY) {
+      queue.completeJob(jobs[o + 5]!, op === JOB_COPY ? copy(jobs, o) : make(op, queue, jobs, o));
       libc.write(queue.memory.completionFd, one, 8);
       continue;
     }
@@ -98,6 +100,18 @@ function make(op: number, queue: SharedQueue, jobs: Int32Array, o: number): numb
     return -errno;
   }
   return result;
+}
+
+const copier = new DataCopier();
+
+/** JOB_COPY: 0 or -errno. */
+function copy(jobs: Int32Array, o: number): number {
+  try {
+    copier.copy(jobs[o + 1]!, jobs[o + 4]!, (jobs[o + 2]! >>> 0) + (jobs[o + 3]! >>> 0) * 0x1_0000_0000);
+    return 0;
+  } catch (error) {
+    return -errnoOf(error);
+  }
 }
 
 if (parentPort) {

@@ -15,6 +15,8 @@ export const BUFFER_LOOP = 1;
 export const BUFFER_JOB = 2;
 /** A metadata job's result is in `results`; the loop finishes the request and frees the buffer. */
 export const BUFFER_DONE = 3;
+/** Held by the loop for a request that waits (for a copy-up) to be handled again. */
+export const BUFFER_PARKED = 4;
 
 export const JOB_READ = 1;
 export const JOB_WRITE = 2;
@@ -24,7 +26,10 @@ export const JOB_FDATASYNC = 4;
 export const JOB_CREATE = 5;
 /** mkdirat(fd, name, mode), then fchownat(uid, gid) if asked. */
 export const JOB_MKDIR = 6;
+/** Copies `size` bytes from one fd to another (copy-data.ts): the data of a large copy-up. */
+export const JOB_COPY = 7;
 /** Job words: op, fd, offset low, offset high, size, buffer, data offset, unique low, unique high.
+ *  JOB_COPY: op, source fd, size low, size high, destination fd, buffer, 0, 0, 0.
  *  JOB_CREATE and JOB_MKDIR: op, dir fd, 0, mode, uid, buffer, name offset, gid, 1 to chown. */
 export const JOB_WORDS = 9;
 
@@ -128,12 +133,28 @@ export class SharedQueue {
     Atomics.notify(this.control, CONTROL_FREE_SEQ);
   }
 
-  /** Loop side: the result of a DONE metadata job, or undefined while it runs. Frees the buffer. */
+  /** Loop side: the result of a DONE metadata job, or undefined while it runs. The buffer is the
+   *  loop's again (its request may be handled again); releaseFromLoop frees it. */
   collect(index: number): number | undefined {
     if (Atomics.load(this.states, index) !== BUFFER_DONE) return undefined;
     const result = Atomics.load(this.results, index);
-    Atomics.store(this.states, index, BUFFER_FREE);
+    Atomics.store(this.states, index, BUFFER_LOOP);
     return result;
+  }
+
+  /** Loop side: keeps buffer `index` (a waiting request) until unpark. */
+  park(index: number): void {
+    Atomics.store(this.states, index, BUFFER_PARKED);
+  }
+
+  /** Loop side: the parked buffer is the loop's again; releaseFromLoop frees it. */
+  unpark(index: number): void {
+    Atomics.store(this.states, index, BUFFER_LOOP);
+  }
+
+  /** Loop side: queues a JOB_COPY that takes over buffer `index` for its completion. */
+  pushCopy(index: number, src: number, dst: number, size: number): void {
+    this.pushWords(index, src, JOB_COPY, src, size >>> 0, Math.floor(size / 0x1_0000_0000), dst, index, 0, 0, 0);
   }
 
   allFree(): boolean {
@@ -149,40 +170,31 @@ export class SharedQueue {
 
   /** Loop side: queues a job that takes over buffer `index`. */
   push(op: number, fd: number, offset: number, size: number, index: number, dataOffset: number, uniqueLow: number, uniqueHigh: number): void {
+    this.pushWords(index, fd, op, fd, offset >>> 0, Math.floor(offset / 0x1_0000_0000), size, index, dataOffset, uniqueLow | 0, uniqueHigh | 0);
+  }
+
+  /** Loop side: queues a JOB_CREATE or JOB_MKDIR that takes over buffer `index` (the name lies in it). */
+  pushMake(op: typeof JOB_CREATE | typeof JOB_MKDIR, index: number, dirFd: number, mode: number, uid: number, gid: number, chown: boolean, nameOffset: number): void {
+    this.pushWords(index, dirFd, op, dirFd, 0, mode, uid | 0, index, nameOffset, gid | 0, chown ? 1 : 0);
+  }
+
+  /** Writes the JOB_WORDS words of a job holding buffer `index` (busy on `fd`) into the ring. */
+  // Nine fixed parameters rather than an array: the data path allocates nothing per request.
+  private pushWords(index: number, fd: number, w0: number, w1: number, w2: number, w3: number, w4: number, w5: number, w6: number, w7: number, w8: number): void {
     Atomics.store(this.jobFds, index, fd);
     Atomics.store(this.states, index, BUFFER_JOB);
     const head = Atomics.load(this.control, CONTROL_HEAD);
     const o = (head % this.count) * JOB_WORDS;
     const j = this.jobs;
-    j[o] = op;
-    j[o + 1] = fd;
-    j[o + 2] = offset >>> 0;
-    j[o + 3] = Math.floor(offset / 0x1_0000_0000);
-    j[o + 4] = size;
-    j[o + 5] = index;
-    j[o + 6] = dataOffset;
-    j[o + 7] = uniqueLow | 0;
-    j[o + 8] = uniqueHigh | 0;
-    Atomics.store(this.control, CONTROL_HEAD, head + 1);
-    Atomics.notify(this.control, CONTROL_HEAD, 1);
-  }
-
-  /** Loop side: queues a JOB_CREATE or JOB_MKDIR that takes over buffer `index` (the name lies in it). */
-  pushMake(op: typeof JOB_CREATE | typeof JOB_MKDIR, index: number, dirFd: number, mode: number, uid: number, gid: number, chown: boolean, nameOffset: number): void {
-    Atomics.store(this.jobFds, index, dirFd);
-    Atomics.store(this.states, index, BUFFER_JOB);
-    const head = Atomics.load(this.control, CONTROL_HEAD);
-    const o = (head % this.count) * JOB_WORDS;
-    const j = this.jobs;
-    j[o] = op;
-    j[o + 1] = dirFd;
-    j[o + 2] = 0;
-    j[o + 3] = mode;
-    j[o + 4] = uid | 0;
-    j[o + 5] = index;
-    j[o + 6] = nameOffset;
-    j[o + 7] = gid | 0;
-    j[o + 8] = chown ? 1 : 0;
+    j[o] = w0;
+    j[o + 1] = w1;
+    j[o + 2] = w2;
+    j[o + 3] = w3;
+    j[o + 4] = w4;
+    j[o + 5] = w5;
+    j[o + 6] = w6;
+    j[o + 7] = w7;
+    j[o + 8] = w8;
     Atomics.store(this.control, CONTROL_HEAD, head + 1);
     Atomics.notify(this.control, CONTROL_HEAD, 1);
   }

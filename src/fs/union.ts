@@ -9,14 +9,15 @@
 // file handles are slots of IdTables with generations, so forged ones never reach an object.
 import { readdirSync } from 'node:fs';
 import {
-  AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW, chmod, closeFd, copyFileRange,
-  fchownat, fgetxattr, flistxattr, fstatat, ftruncate, getxattr, lastErrno, linkat, listxattr, lseek, mkdirat, mknodat, O_CLOEXEC, O_CREAT,
-  O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_PATH, O_RDONLY, O_RDWR, O_TMPFILE, openat, pread, pwrite, readlinkat, removexattr,
+  AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW, chmod, closeFd,
+  fchownat, fgetxattr, flistxattr, fstatat, ftruncate, getxattr, lastErrno, linkat, listxattr, mkdirat, mknodat, O_CLOEXEC, O_CREAT,
+  O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_PATH, O_RDONLY, O_RDWR, O_TMPFILE, openat, readlinkat, removexattr,
   RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, renameat2, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISUID,
-  SEEK_DATA, SEEK_HOLE, setxattr, STAT_SIZE, StatOffset, symlinkat, unlinkat, utimensat,
+  setxattr, STAT_SIZE, StatOffset, symlinkat, unlinkat, utimensat,
 } from '../native/fs-calls.js';
 import { type FsConfig, resolveConfig, type ResolvedMount } from './config.js';
 import { Errno, FsError, fsError, sys } from './errors.js';
+import { DataCopier } from './copy-data.js';
 import { HostStat } from './host-stat.js';
 import { IdTable } from './id-table.js';
 
@@ -110,6 +111,40 @@ export class NameBuffer {
   }
 }
 
+/** The lower object a copy-up starts from. */
+interface CopyUpSource {
+  readonly mount: MountPoint;
+  readonly parent: FsNode;
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly rdev: number;
+  readonly size: number;
+  /** atime, atime ns, mtime, mtime ns. */
+  readonly times: readonly number[];
+}
+
+/** A regular file's copy in progress: the source, the temporary copy and what it gets at the end. */
+export interface RegularCopy {
+  readonly src: number;
+  tmp: number;
+  /** The hidden temporary name when O_TMPFILE is not available, until renamed into place. */
+  tmpName: string | null;
+  readonly dirFd: number;
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly size: number;
+  readonly times: readonly number[];
+}
+
+/** A copy-up whose data copy runs elsewhere (planCopyUp / completeCopyUp). */
+export interface PlannedCopyUp {
+  readonly node: FsNode;
+  readonly source: CopyUpSource;
+  readonly copy: RegularCopy;
+}
+
 export interface SetAttr {
   mode?: number;
   uid?: number;
@@ -141,8 +176,7 @@ export class UnionFs {
   private readonly nameB = new NameBuffer();
   private readonly xattrScratch = new Uint8Array(64);
   private readonly timesBuf = new BigInt64Array(4);
-  private readonly offIn = new BigInt64Array(1);
-  private readonly offOut = new BigInt64Array(1);
+  private readonly copier = new DataCopier();
   private nextTrieId = 0;
   private fdCount = 0;
   tmpfileSupported = true;
@@ -494,43 +528,86 @@ export class UnionFs {
   /** Makes the node's top object live in the writable layer (copying data, mode, owner, times, xattrs). */
   copyUp(node: FsNode): void {
     if (node.isUpper) return;
-    const mount = this.writableMount(node);
-    const parent = node.parent;
-    if (!parent || parent.mount !== mount) throw fsError(Errno.EROFS);
-    this.copyUp(parent);
-    const src = this.st.ofFd(node.fd);
-    const mode = src.mode;
-    const uid = src.uid;
-    const gid = src.gid;
-    const rdev = src.rdev;
-    const size = src.size;
-    this.saveTimes(src);
-    const dirFd = parent.fd;
+    const source = this.copyUpSource(node);
+    const dirFd = source.parent.fd;
     const name = this.nameA.set(node.name);
+    const { mode } = source;
     switch (node.type) {
       case S_IFDIR: {
         if (mkdirat(dirFd, name, mode & 0o7777) < 0 && lastErrno() !== Errno.EEXIST) sys(-1, 'mkdir');
         break;
       }
-      case S_IFREG:
-        this.copyRegularUp(node.fd, dirFd, node.name, mode, uid, gid, size);
+      case S_IFREG: {
+        const copy = this.beginRegularCopy(node.fd, source);
+        try {
+          this.copier.copy(copy.src, copy.tmp, copy.size);
+          this.finishRegularCopy(copy, node.name);
+        } finally {
+          this.endRegularCopy(copy);
+        }
         break;
+      }
       case S_IFLNK: {
         const target = this.readlink(node);
         sys(symlinkat(Buffer.concat([target, Buffer.of(0)]), dirFd, name));
         break;
       }
       default:
-        sys(mknodat(dirFd, name, mode, rdev));
+        sys(mknodat(dirFd, name, mode, source.rdev));
     }
-    const fd = sys(this.openPath(dirFd, this.nameA.set(node.name)));
+    this.adoptCopy(node, source);
+  }
+
+  /**
+   * The first half of a regular file's copy-up whose data copy runs on another thread: the parent
+   * is copied up and a temporary file opened here; the caller copies `size` bytes from `src` to
+   * `tmp` (DataCopier) and calls completeCopyUp with 0 or -errno. Null when the node needs no
+   * copy-up or a small one that copyUp() does inline at once.
+   */
+  planCopyUp(node: FsNode, minSize: number): PlannedCopyUp | null {
+    if (node.isUpper || node.type !== S_IFREG || this.st.ofFd(node.fd).size < minSize) return null;
+    const source = this.copyUpSource(node);
+    return { node, source, copy: this.beginRegularCopy(node.fd, source) };
+  }
+
+  /** The second half of a planned copy-up; throws FsError if the copy or the rest failed. */
+  completeCopyUp(plan: PlannedCopyUp, result: number): void {
+    try {
+      if (result < 0) throw fsError(-result);
+      // The node may have been copied up meanwhile by a request that did not wait (a bug) or
+      // renamed: only a node still in the place it was planned for takes the copy.
+      if (plan.node.isUpper || plan.node.parent !== plan.source.parent) throw fsError(Errno.ESTALE);
+      this.finishRegularCopy(plan.copy, plan.node.name);
+    } finally {
+      this.endRegularCopy(plan.copy);
+    }
+    this.adoptCopy(plan.node, plan.source);
+  }
+
+  /** What a copy-up needs to know of the lower object; copies the parent up first. */
+  private copyUpSource(node: FsNode): CopyUpSource {
+    const mount = this.writableMount(node);
+    const parent = node.parent;
+    if (!parent || parent.mount !== mount) throw fsError(Errno.EROFS);
+    this.copyUp(parent);
+    const src = this.st.ofFd(node.fd);
+    return {
+      mount, parent, mode: src.mode, uid: src.uid, gid: src.gid, rdev: src.rdev, size: src.size,
+      times: [src.u64(StatOffset.atime), src.u64(StatOffset.atimeNsec), src.u64(StatOffset.mtime), src.u64(StatOffset.mtimeNsec)],
+    };
+  }
+
+  /** Switches the node to the object now in the writable layer. */
+  private adoptCopy(node: FsNode, source: CopyUpSource): void {
+    const { mount, parent } = source;
+    const fd = sys(this.openPath(parent.fd, this.nameA.set(node.name)));
     if (node.type !== S_IFREG) {
-      fchownat(fd, '', uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+      fchownat(fd, '', source.uid, source.gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
       if (node.type !== S_IFLNK) {
-        chmod(procPath(fd), mode & 0o7777);
+        chmod(procPath(fd), source.mode & 0o7777);
         this.copyXattrs(procPath(node.fd), procPath(fd));
       }
-      utimensat(fd, '', this.timesBytes(), AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+      utimensat(fd, '', this.timesBytes(source.times), AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
     }
     this.byKey.delete(node.key);
     this.dropIoFd(node); // it points at the lower copy
@@ -546,105 +623,61 @@ export class UnionFs {
     this.byKey.set(node.key, node);
   }
 
-  private savedTimes = { atime: 0, atimeNsec: 0, mtime: 0, mtimeNsec: 0 };
-  private saveTimes(st: HostStat): void {
-    this.savedTimes.atime = st.u64(StatOffset.atime);
-    this.savedTimes.atimeNsec = st.u64(StatOffset.atimeNsec);
-    this.savedTimes.mtime = st.u64(StatOffset.mtime);
-    this.savedTimes.mtimeNsec = st.u64(StatOffset.mtimeNsec);
-  }
-  private timesBytes(): Uint8Array {
+  private timesBytes(times: readonly number[]): Uint8Array {
     const t = this.timesBuf;
-    t[0] = BigInt(this.savedTimes.atime);
-    t[1] = BigInt(this.savedTimes.atimeNsec);
-    t[2] = BigInt(this.savedTimes.mtime);
-    t[3] = BigInt(this.savedTimes.mtimeNsec);
+    for (let i = 0; i < 4; i++) t[i] = BigInt(times[i]!);
     return new Uint8Array(t.buffer);
   }
 
-  /** Copies a regular file into `dirFd/name` atomically: O_TMPFILE, sparse-aware data copy in
-   *  chunks (never the whole file in memory), owner, mode, xattrs, times, then linkat into place. */
-  private copyRegularUp(srcPathFd: number, dirFd: number, name: string, mode: number, uid: number, gid: number, size: number): void {
+  /** Opens a regular file's copy: the source for reading and an unnamed (O_TMPFILE) or hidden
+   *  temporary file in the parent's upper directory, so the copy appears only when complete. */
+  private beginRegularCopy(srcPathFd: number, source: CopyUpSource): RegularCopy {
+    const dirFd = source.parent.fd;
+    const mode = source.mode;
     const src = sys(openat(AT_FDCWD, procPath(srcPathFd), O_RDONLY | O_CLOEXEC, 0));
-    let tmp = -1;
-    let tmpName: string | null = null;
+    const copy: RegularCopy = { src, tmp: -1, tmpName: null, dirFd, mode, uid: source.uid, gid: source.gid, size: source.size, times: source.times };
     try {
       if (this.tmpfileSupported) {
-        tmp = openat(dirFd, '.', O_TMPFILE | O_RDWR | O_CLOEXEC, mode & 0o7777);
-        if (tmp < 0) {
+        copy.tmp = openat(dirFd, '.', O_TMPFILE | O_RDWR | O_CLOEXEC, mode & 0o7777);
+        if (copy.tmp < 0) {
           const errno = lastErrno();
           if (errno !== Errno.EOPNOTSUPP && errno !== Errno.EISDIR && errno !== Errno.EINVAL) sys(-1, 'O_TMPFILE');
           this.tmpfileSupported = false;
         }
       }
-      if (tmp < 0) {
-        tmpName = `.novm-copyup.${process.pid}.${Math.random().toString(36).slice(2)}`;
-        tmp = sys(openat(dirFd, this.nameB.set(tmpName), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, mode & 0o7777));
+      if (copy.tmp < 0) {
+        copy.tmpName = `.novm-copyup.${process.pid}.${Math.random().toString(36).slice(2)}`;
+        copy.tmp = sys(openat(dirFd, this.nameB.set(copy.tmpName), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, mode & 0o7777));
       }
-      this.copyData(src, tmp, size);
-      fchownat(tmp, '', uid, gid, AT_EMPTY_PATH);
-      chmod(procPath(tmp), mode & 0o7777);
-      this.copyXattrs(procPath(src), procPath(tmp));
-      utimensat(tmp, '', this.timesBytes(), AT_EMPTY_PATH);
-      if (tmpName === null) {
-        sys(linkat(AT_FDCWD, procPath(tmp), dirFd, this.nameA.set(name), AT_SYMLINK_FOLLOW), 'link copy-up');
-      } else {
-        sys(renameat2(dirFd, this.nameB.set(tmpName), dirFd, this.nameA.set(name), RENAME_NOREPLACE), 'rename copy-up');
-        tmpName = null;
-      }
-    } finally {
-      closeFd(src);
-      if (tmp >= 0) closeFd(tmp);
-      if (tmpName !== null) unlinkat(dirFd, this.nameB.set(tmpName), 0);
+    } catch (error) {
+      this.endRegularCopy(copy);
+      throw error;
+    }
+    return copy;
+  }
+
+  /** Owner, mode, xattrs and times on the copied data, then the copy into place as `name`. */
+  private finishRegularCopy(copy: RegularCopy, name: string): void {
+    const { tmp, dirFd } = copy;
+    fchownat(tmp, '', copy.uid, copy.gid, AT_EMPTY_PATH);
+    chmod(procPath(tmp), copy.mode & 0o7777);
+    this.copyXattrs(procPath(copy.src), procPath(tmp));
+    utimensat(tmp, '', this.timesBytes(copy.times), AT_EMPTY_PATH);
+    if (copy.tmpName === null) {
+      sys(linkat(AT_FDCWD, procPath(tmp), dirFd, this.nameA.set(name), AT_SYMLINK_FOLLOW), 'link copy-up');
+    } else {
+      sys(renameat2(dirFd, this.nameB.set(copy.tmpName), dirFd, this.nameA.set(name), RENAME_NOREPLACE), 'rename copy-up');
+      copy.tmpName = null;
     }
   }
 
-  private copyData(src: number, dst: number, size: number): void {
-    let pos = 0;
-    while (pos < size) {
-      const data = lseek(src, pos, SEEK_DATA);
-      if (data < 0) {
-        if (lastErrno() === Errno.ENXIO) break;
-        sys(-1, 'SEEK_DATA');
-      }
-      let hole = lseek(src, data, SEEK_HOLE);
-      if (hole < 0) hole = size;
-      this.copyRange(src, dst, data, hole - data);
-      pos = hole;
-    }
-    sys(ftruncate(dst, size));
-  }
-
-  private copyRange(src: number, dst: number, offset: number, length: number): void {
-    let done = 0;
-    while (done < length) {
-      this.offIn[0] = BigInt(offset + done);
-      this.offOut[0] = BigInt(offset + done);
-      const n = copyFileRange(src, this.offIn, dst, this.offOut, Math.min(length - done, 1 << 30), 0);
-      if (n < 0) {
-        const errno = lastErrno();
-        if (errno === Errno.EXDEV || errno === Errno.ENOSYS || errno === Errno.EINVAL || errno === Errno.EOPNOTSUPP) {
-          this.copyRangeByBuffer(src, dst, offset + done, length - done);
-          return;
-        }
-        sys(-1, 'copy_file_range');
-      }
-      if (n === 0) break;
-      done += n;
-    }
-  }
-
-  private copyBuffer: Buffer | null = null;
-  private copyRangeByBuffer(src: number, dst: number, offset: number, length: number): void {
-    const buf = (this.copyBuffer ??= Buffer.allocUnsafe(1 << 20));
-    let done = 0;
-    while (done < length) {
-      const n = sys(pread(src, buf, Math.min(buf.length, length - done), offset + done));
-      if (n === 0) break;
-      let w = 0;
-      while (w < n) w += sys(pwrite(dst, buf.subarray(w, n), n - w, offset + done + w));
-      done += n;
-    }
+  /** Closes a regular copy's fds and removes a named temporary file left behind by a failure. */
+  private endRegularCopy(copy: RegularCopy): void {
+    closeFd(copy.src);
+    if (copy.tmp >= 0) closeFd(copy.tmp);
+    copy.tmp = -1;
+    if (copy.tmpName !== null) unlinkat(copy.dirFd, this.nameB.set(copy.tmpName), 0);
+    copy.tmpName = null;
   }
 
   private copyXattrs(from: string, to: string): void {

@@ -1,23 +1,26 @@
-// CREATE and MKDIR with their blocking system calls run elsewhere (a MetaIo, as the /dev/fuse
-// transport's I/O workers do): the handler answers other requests meanwhile, finishes the reply
-// with the right unique id when the job completes, survives a client that forgets the parent in
-// between, turns a failed job into an error reply, and keeps set-group-ID and opaque directories
-// on the inline path.
+// CREATE, MKDIR and large copy-ups with their blocking system calls run elsewhere (a MetaIo, as
+// the /dev/fuse transport's I/O workers do): the handler answers other requests meanwhile,
+// finishes the reply with the right unique id when the job completes, survives a client that
+// forgets the parent in between, turns a failed job into error replies, keeps set-group-ID and
+// opaque directories on the inline path, and orders the requests that wait for a copy-up.
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { configFromFlags, FuseHandler, UnionFs } from '../../src/fs/index.js';
+import { DataCopier } from '../../src/fs/copy-data.js';
 import type { MetaIo, NewOwner } from '../../src/fs/meta-io.js';
 import { AT_SYMLINK_NOFOLLOW, fchownat, lastErrno, mkdirat, O_CLOEXEC, O_CREAT, O_EXCL, O_RDWR, openat } from '../../src/native/fs-calls.js';
-import { cstr, FakeFuseClient, OP, type Reply, u32 } from './fake-fuse-client.js';
+import { cstr, FakeFuseClient, OP, type Reply, u32, u64 } from './fake-fuse-client.js';
 import { scratchDir } from './mount-harness.js';
 
+const EIO = 5;
 const EEXIST = 17;
+const MiB = 1 << 20;
 const ROOT = 1n;
 
 interface Job {
-  readonly kind: 'create' | 'mkdir';
+  readonly kind: 'create' | 'mkdir' | 'copy';
   /** Runs the job's system calls now, as a worker thread would, and completes it. */
   run(): void;
   /** Completes the job with `result` without running anything. */
@@ -50,6 +53,20 @@ class DeferredMetaIo implements MetaIo {
       complete: done,
     });
   }
+  copyData(src: number, dst: number, size: number, done: (result: number) => void): void {
+    this.jobs.push({
+      kind: 'copy',
+      run: () => {
+        new DataCopier().copy(src, dst, size);
+        done(0);
+      },
+      complete: done,
+    });
+  }
+  park(): (resume: () => void) => void {
+    // The fake client's request bytes stay valid anyway: nothing to hold.
+    return (resume) => resume();
+  }
 }
 
 describe('FUSE handler: CREATE and MKDIR finished after a job elsewhere', () => {
@@ -58,6 +75,7 @@ describe('FUSE handler: CREATE and MKDIR finished after a job elsewhere', () => 
   let union: UnionFs;
   let meta: DeferredMetaIo;
   let client: FakeFuseClient;
+  const lowerBytes = Buffer.alloc(3 * MiB, 'lower-');
 
   before(async () => {
     dir = scratchDir('metaio');
@@ -65,9 +83,11 @@ describe('FUSE handler: CREATE and MKDIR finished after a job elsewhere', () => 
     mkdirSync(join(dir, 'lower', 'shadowed'), { recursive: true });
     mkdirSync(join(upper, 'sgid'), { recursive: true });
     writeFileSync(join(upper, 'existing'), 'x');
+    for (const name of ['big', 'big2', 'big3']) writeFileSync(join(dir, 'lower', name), lowerBytes);
+    writeFileSync(join(dir, 'lower', 'small'), 'small');
     union = new UnionFs(configFromFlags([`/=${join(dir, 'lower')}`], [`/=${upper}`]));
     meta = new DeferredMetaIo();
-    client = new FakeFuseClient(new FuseHandler(union, { log: () => undefined, metaIo: meta }));
+    client = new FakeFuseClient(new FuseHandler(union, { log: () => undefined, metaIo: meta, copyUpInlineMax: MiB }));
     assert.equal((await client.init()).error, 0);
   });
   after(() => {
@@ -157,5 +177,62 @@ describe('FUSE handler: CREATE and MKDIR finished after a job elsewhere', () => 
     meta.jobs.shift()!.run();
     assert.equal((await plain.reply)!.error, 0);
     assert.equal(statSync(join(upper, 'plain')).mode & 0o7777, 0o750);
+  });
+
+  const writeBody = (offset: number, data: string) => Buffer.concat([u64(0, offset), u32(data.length, 0), u64(0), u32(0, 0), Buffer.from(data)]);
+
+  it('copies a large lower file up on another thread: reads go on, writes to it and namespace changes beside it wait, in order', async () => {
+    const big = await client.lookup(ROOT, 'big');
+    const first = start(OP.WRITE, big.nodeid, writeBody(10, 'FIRST'));
+    assert.equal(meta.jobs.length, 1);
+    assert.equal(meta.jobs[0]!.kind, 'copy');
+    // Not copied yet: reads of the node are served from the lower file meanwhile.
+    const read = await client.read(big.nodeid, 0n, 0, 6);
+    assert.equal(read.body.toString(), 'lower-');
+    assert.equal((await client.send(OP.GETATTR, big.nodeid, Buffer.alloc(16))).error, 0);
+    // A second write to the node and a rename in its directory wait for the copy (no new job).
+    const order: string[] = [];
+    const second = start(OP.WRITE, big.nodeid, writeBody(20, 'SECOND'));
+    void second.reply.then(() => order.push('second'));
+    void first.reply.then(() => order.push('first'));
+    const rename = start(OP.RENAME, ROOT, Buffer.concat([u64(ROOT), cstr('big'), cstr('moved')]));
+    void rename.reply.then(() => order.push('rename'));
+    assert.equal(meta.jobs.length, 1);
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(order, []);
+    meta.jobs.shift()!.run();
+    assert.equal((await first.reply)!.error, 0);
+    assert.equal((await second.reply)!.error, 0);
+    assert.equal((await rename.reply)!.error, 0);
+    assert.deepEqual(order, ['first', 'second', 'rename']);
+    const copied = readFileSync(join(upper, 'moved'));
+    const expected = Buffer.from(lowerBytes);
+    expected.write('FIRST', 10);
+    expected.write('SECOND', 20);
+    assert.ok(copied.equals(expected), 'the copy holds the lower data with both writes');
+    assert.ok(readFileSync(join(dir, 'lower', 'big')).equals(lowerBytes), 'the lower file is unchanged');
+  });
+
+  it('answers every waiting request with the error of a failed copy and leaves nothing half-copied', async () => {
+    const big = await client.lookup(ROOT, 'big2');
+    const write = start(OP.WRITE, big.nodeid, writeBody(0, 'X'));
+    const waiting = start(OP.WRITE, big.nodeid, writeBody(1, 'Y'));
+    assert.equal(meta.jobs.length, 1);
+    meta.jobs.shift()!.complete(-EIO);
+    assert.equal((await write.reply)!.error, EIO);
+    // The waiting write is handled again and starts a copy of its own, which succeeds.
+    assert.equal(meta.jobs.length, 1);
+    assert.ok(!existsSync(join(upper, 'big2')), 'no partial copy in the writable layer');
+    meta.jobs.shift()!.run();
+    assert.equal((await waiting.reply)!.error, 0);
+    assert.equal(readFileSync(join(upper, 'big2')).subarray(0, 6).toString(), 'lYwer-');
+  });
+
+  it('copies small files up inline', async () => {
+    const small = await client.lookup(ROOT, 'small');
+    const reply = (await start(OP.WRITE, small.nodeid, writeBody(0, 'S')).reply)!;
+    assert.equal(reply.error, 0);
+    assert.equal(meta.jobs.length, 0);
+    assert.equal(readFileSync(join(upper, 'small'), 'utf8'), 'Small');
   });
 });
