@@ -13,12 +13,14 @@ export interface HostedFsOptions {
   readonly tag: string;
   readonly requestQueues: number;
   readonly packed: boolean;
+  /** Offer FUSE_WRITEBACK_CACHE. */
+  readonly writeback: boolean;
 }
 
 export function createHostedDevice(options: unknown): HostedDevice {
   const o = options as HostedFsOptions;
   const union = new UnionFs(configFromFlags(o.read, o.write));
-  const handler = new FuseHandler(union, { dataIo: new SyncDataIo() });
+  const handler = new FuseHandler(union, { dataIo: new SyncDataIo(), writebackCache: o.writeback });
   const device = new FsDevice(handler, { packedRing: o.packed, tag: o.tag, requestQueues: o.requestQueues });
   return {
     device,

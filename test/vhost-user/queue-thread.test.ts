@@ -161,7 +161,7 @@ function init(): Uint8Array {
 async function withDevice(body: (device: QueueThreadDevice, poller: FdPoller, shared: string) => Promise<void>): Promise<void> {
   const shared = mkdtempSync(join(tmpdir(), 'novm-qthread-'));
   const poller = new FdPoller();
-  const options: HostedFsOptions = { read: [], write: [`/=${shared}`], tag: 'qthread', requestQueues: 1, packed: false };
+  const options: HostedFsOptions = { read: [], write: [`/=${shared}`], tag: 'qthread', requestQueues: 1, packed: false, writeback: false };
   const device = await QueueThreadDevice.start(HOSTED_FS, options, { log: () => {} });
   try {
     await body(device, poller, shared);
@@ -347,6 +347,6 @@ test('queue thread: a hostile ring costs NEEDS_RESET (err eventfd, one log line)
 });
 
 test('queue thread: a device that cannot be built is a clean error, and no thread is left behind', async () => {
-  const options: HostedFsOptions = { read: [], write: ['/=/nonexistent/novm-qthread'], tag: 'x', requestQueues: 1, packed: false };
+  const options: HostedFsOptions = { read: [], write: ['/=/nonexistent/novm-qthread'], tag: 'x', requestQueues: 1, packed: false, writeback: false };
   await assert.rejects(QueueThreadDevice.start(HOSTED_FS, options), (error: Error) => error.name === 'InputError' && /nonexistent/.test(error.message));
 });
