@@ -90,6 +90,11 @@ export class ConsolePort {
     this.ready = false;
     this.announcedAsConsole = false;
     this.openedByDriver = false;
+    // A writer waiting for room gets it: the bytes it could not queue can go now.
+    if (this.refused) {
+      this.refused = false;
+      this.onSpace();
+    }
   }
 }
 
