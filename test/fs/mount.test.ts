@@ -152,6 +152,39 @@ describe('novm fs mount: serving', { skip, timeout: 180_000 }, () => {
     }
   });
 
+  it('the copy-up of a large lower file does not stall the others, and copies it whole', async () => {
+    const lower = join(dir, 'lower-big');
+    mkdirSync(lower);
+    mkdirSync(join(dir, 'upper-big'));
+    writeFileSync(join(lower, 'small'), 'small');
+    // 256 MiB of incompressible data, out of the host's page cache: the copy-up reads it all.
+    await sh(`head -c 256M /dev/urandom > ${lower}/huge && sync && echo 3 > /proc/sys/vm/drop_caches`, 120_000);
+    const m = await startMount(['--read', `/=${lower}`, '--write', `/=${dir}/upper-big`], join(dir, 'mnt5'));
+    try {
+      const t0 = Date.now();
+      const write = sh(`printf X | dd of=${m.mountPoint}/huge bs=1 seek=5 conv=notrunc status=none && echo done`, 120_000);
+      let finished = false;
+      void write.then(() => (finished = true));
+      let maxLatency = 0;
+      let probes = 0;
+      while (!finished && Date.now() - t0 < 60_000) {
+        const s = Date.now();
+        const r = await sh(`cat ${m.mountPoint}/small >/dev/null && ls ${m.mountPoint} >/dev/null`);
+        assert.equal(r.code, 0, r.out);
+        maxLatency = Math.max(maxLatency, Date.now() - s);
+        probes++;
+      }
+      assert.match((await write).out, /done/);
+      const writeMs = Date.now() - t0;
+      // Small requests were answered while the copy ran, not after it.
+      assert.ok(probes >= 2 && maxLatency < writeMs / 2, `${probes} small probes, the slowest took ${maxLatency} ms; the copy-up write took ${writeMs} ms`);
+      const copied = await sh(`cmp -l ${lower}/huge ${dir}/upper-big/huge | wc -l; head -c 6 ${dir}/upper-big/huge | tail -c 1`);
+      assert.equal(copied.out.trim().split('\n').join(' '), '1 X', 'exactly one byte differs from the lower file: the one written');
+    } finally {
+      assert.equal(await m.stop(), 0);
+    }
+  });
+
   it('node, fd and memory counts stay flat over a long run (create/stat/delete rounds)', async () => {
     const m = await startMount(['--write', `/=${dir}/upper`, '--cache-timeout', '1'], join(dir, 'mnt4'));
     try {
