@@ -68,6 +68,9 @@ function serve(hosted: HostedDevice): void {
   let pollCount = 0;
   let pollDirty = true;
   let running = true;
+  /** Wake-ups by a kick, and the time spent serving them (for --stats). */
+  let kickWakes = 0;
+  let busyMs = 0;
 
   const configSnapshot = (): Uint8Array => {
     const data = new Uint8Array(device.configSize);
@@ -162,7 +165,7 @@ function serve(hosted: HostedDevice): void {
         device.writeConfig(command.offset, command.data);
         return { seq, ok: true, config: configSnapshot() };
       case 'summary':
-        return { seq, ok: true, summary: hosted.summary?.() ?? '' };
+        return { seq, ok: true, summary: `${hosted.summary?.() ?? ''} kickWakes=${kickWakes} threadBusyMs=${busyMs.toFixed(1)}` };
       case 'stop':
         running = false;
         return { seq, ok: true };
@@ -201,6 +204,8 @@ function serve(hosted: HostedDevice): void {
       // The set changed under the entries below: their kicks are still pending, poll again.
       if (pollDirty || !running) continue;
     }
+    const woke = performance.now();
+    let kicked = false;
     for (let slot = 1; slot < pollCount; slot++) {
       const revents = pollView.getInt16(8 * slot + 6, true);
       if (revents === 0) continue;
@@ -214,6 +219,11 @@ function serve(hosted: HostedDevice): void {
       // Reading resets the eventfd's counter: a burst of kicks costs one run of the queue.
       libc.read(kickFds[queue]!, counter, 8);
       device.notify(queue);
+      kicked = true;
+    }
+    if (kicked) {
+      kickWakes++;
+      busyMs += performance.now() - woke;
     }
   }
 
