@@ -9,7 +9,8 @@
 //   an hvc (its own PORT_OPEN after CONSOLE_PORT) and left the agent port closed;
 // - a resize is taken without complaint;
 // - host -> guest: the hvc SysRq hack (^O then a key, drivers/tty/hvc/hvc_console.c) makes the
-//   kernel answer through the port: bytes the host wrote reached the driver and the tty layer.
+//   kernel answer through the port: bytes the host wrote reached the driver and the tty layer;
+//   the last command (^O o) powers the VM off.
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
@@ -154,6 +155,13 @@ test('the real Linux virtio_console driver talks to novm\'s console device: kern
     assert.deepEqual(portLines.filter((l) => !/^\[\s*\d+\.\d+\] /.test(l)), [], 'port 0 carried something other than timestamped kernel lines');
     assert.deepEqual(portLines.filter((l) => !serialLines.has(l)), [], 'port 0 carried lines the serial console did not');
     t.diagnostic(`${portLines.length} kernel lines through port 0, ${serialLines.size} distinct through the serial port`);
+
+    // Last, a command with an effect beyond printing: ^O o powers the machine off (ACPI S5).
+    const offFrom = port0.text.length;
+    consolePort.write(Uint8Array.of(HVC_SYSRQ_PREFIX, 'o'.charCodeAt(0)));
+    const off = await Promise.race([vm.machine.exited, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), ANSWER_DEADLINE_S * 1000).unref())]);
+    assert.match(port0.text.slice(offFrom), /sysrq: Power Off/, `no SysRq power-off line through port 0:\n${tails()}`);
+    assert.equal(off?.kind, 'poweroff', `the guest did not power off after ^O o (${off === undefined ? 'still running' : `${off.kind}: ${off.detail}`})`);
   } finally {
     const exit = await vm.machine.stop('test done');
     t.diagnostic(`machine ${exit.kind} (${exit.detail}) at ${seconds()} s`);
