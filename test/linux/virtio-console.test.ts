@@ -130,9 +130,10 @@ test('the real Linux virtio_console driver talks to novm\'s console device: kern
     // Host -> guest: ^O h. 'h' has no SysRq action, so the kernel prints its help line.
     const helpFrom = port0.text.length;
     assert.doesNotMatch(port0.text, /sysrq: HELP/);
+    const asked = performance.now();
     assert.equal(consolePort.write(Uint8Array.of(HVC_SYSRQ_PREFIX, 'h'.charCodeAt(0))), true);
     const help = await port0.waitFor(/sysrq: HELP : .*loglevel\(0-9\)/, ANSWER_DEADLINE_S, helpFrom);
-    t.diagnostic(`SysRq help answered through port 0 at ${seconds()} s`);
+    t.diagnostic(`SysRq help answered through port 0 at ${seconds()} s, ${(performance.now() - asked).toFixed(0)} ms after the host wrote ^O h`);
     assert.ok(help, `no SysRq help line through port 0 after ^O h:\n${tails()}`);
     // A second command proves the prefix was consumed and the next ^O starts a new one.
     const levelFrom = port0.text.length;
