@@ -59,6 +59,8 @@ export interface HostedDescription {
 export const enum ControlSlot {
   /** Sequence number of the last synchronous command the thread finished. */
   Acked = 0,
+  /** 1 once the thread is ending (set on its way out, whatever the reason; Acked is notified). */
+  Gone = 1,
 }
 export const CONTROL_SLOTS = 4;
 

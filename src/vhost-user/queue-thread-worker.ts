@@ -33,6 +33,13 @@ const one = new Uint8Array(8);
 new DataView(one.buffer).setBigUint64(0, 1n, true);
 const counter = new Uint8Array(8);
 
+// However the thread ends (stop, an uncaught error), a main thread waiting for an answer must
+// not wait for its full timeout.
+process.on('exit', () => {
+  Atomics.store(control, ControlSlot.Gone, 1);
+  Atomics.notify(control, ControlSlot.Acked);
+});
+
 function report(event: ThreadEvent): void {
   events.postMessage(event);
 }

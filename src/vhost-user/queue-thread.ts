@@ -70,11 +70,21 @@ export class QueueThreadDevice implements BackendDevice {
     this.log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
     new DataView(this.one.buffer).setBigUint64(0, 1n, true);
     worker.on('message', (message: ThreadEvent) => this.onEvent(message));
+    // An uncaught error in the thread must not become an unhandled 'error' event here (that
+    // would end the process and every other connection with it).
+    worker.on('error', (error) => this.log(`queue thread failed: ${error.message}`));
     this.exited = new Promise((resolve) => worker.once('exit', () => {
       this.alive = false;
+      process.off('exit', this.onProcessExit);
       resolve();
     }));
+    process.on('exit', this.onProcessExit);
   }
+
+  /** A thread blocked in poll(2) would keep process.exit() from finishing: wake it to stop. */
+  private readonly onProcessExit = (): void => {
+    this.post({ op: 'stop' }, 0);
+  };
 
   /**
    * Starts a queue thread that builds its device with `createHostedDevice(options)` exported by
@@ -217,6 +227,10 @@ export class QueueThreadDevice implements BackendDevice {
     for (;;) {
       const acked = Atomics.load(this.control, ControlSlot.Acked);
       if (acked === seq) break;
+      if (Atomics.load(this.control, ControlSlot.Gone) === 1) {
+        this.alive = false;
+        return undefined;
+      }
       const left = deadline - Date.now();
       if (left <= 0) {
         this.log(`queue thread: no answer to '${command.op}' within ${COMMAND_TIMEOUT_MS / 1000} s; stopping it`);

@@ -5,6 +5,7 @@
 // requests sit in the ring lose or repeat nothing, a hostile ring costs NEEDS_RESET (err
 // eventfd) and never the thread, and stopping it leaks no descriptor.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -349,4 +350,14 @@ test('queue thread: a hostile ring costs NEEDS_RESET (err eventfd, one log line)
 test('queue thread: a device that cannot be built is a clean error, and no thread is left behind', async () => {
   const options: HostedFsOptions = { read: [], write: ['/=/nonexistent/novm-qthread'], tag: 'x', requestQueues: 1, packed: false, writeback: false };
   await assert.rejects(QueueThreadDevice.start(HOSTED_FS, options), (error: Error) => error.name === 'InputError' && /nonexistent/.test(error.message));
+});
+
+test('queue thread: process.exit() ends the process while the thread is blocked in poll(2)', async () => {
+  const child = spawn(process.execPath, [new URL('./queue-thread-exit-child.js', import.meta.url).pathname], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.setEncoding('utf8').on('data', (s: string) => (out += s));
+  const code = await Promise.race([new Promise<number | null>((resolve) => child.once('exit', resolve)), sleep(10_000).then(() => 'hung' as const)]);
+  if (code === 'hung') child.kill('SIGKILL');
+  assert.equal(code, 0, 'exited by itself with status 0');
+  assert.equal(out, 'started\n');
 });
