@@ -6,10 +6,11 @@
 // eventfd) and never the thread, and stopping it leaks no descriptor.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import fc from 'fast-check';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { GuestAddress } from '../../src/memory/address.js';
 import { createMemfdMemory, releaseRegions } from '../../src/memory/memfd-memory.js';
@@ -34,6 +35,16 @@ const HOSTED_FS = new URL('../../src/vhost-user/hosted-fs.js', import.meta.url);
 
 function openFds(): number {
   return readdirSync('/proc/self/fd').length;
+}
+
+function fdTargets(): string[] {
+  return readdirSync('/proc/self/fd').map((n) => {
+    try {
+      return `${n}:${readlinkSync(`/proc/self/fd/${n}`)}`;
+    } catch {
+      return `${n}:?`;
+    }
+  });
 }
 
 let unique = 1n;
@@ -360,4 +371,66 @@ test('queue thread: process.exit() ends the process while the thread is blocked 
   if (code === 'hung') child.kill('SIGKILL');
   assert.equal(code, 0, 'exited by itself with status 0');
   assert.equal(out, 'started\n');
+});
+
+test('queue thread: fuzzed message sequences get answers, refusals or a closed connection; descriptors are all closed and the device still serves', async () => {
+  await withDevice(async (device, poller) => {
+    const { regions } = createMemfdMemory([{ start: 0 as GuestAddress, size: 1 << 20 }]);
+    const message = fc.record({
+      request: fc.oneof(fc.integer({ min: 0, max: 45 }), fc.constantFrom(5, 8, 9, 10, 11, 12, 13, 18, 24, 25)),
+      payload: fc.uint8Array({ maxLength: 80 }),
+      withFd: fc.constantFrom('none', 'eventfd', 'memfd'),
+      needReply: fc.boolean(),
+    });
+    const fdsBefore = fdTargets();
+    try {
+      await fc.assert(
+        fc.asyncProperty(fc.array(message, { minLength: 1, maxLength: 12 }), async (messages) => {
+          const [backendFd, frontFd] = socketPair(SOCK_NONBLOCK | SOCK_CLOEXEC);
+          const connection: VhostUserConnection = new VhostUserConnection(backendFd, poller, (m) => backend.handle(m));
+          const backend = new VhostUserBackend(device, connection, poller, () => {});
+          const front = new FakeFrontEnd(frontFd);
+          front.send(Request.SetProtocolFeatures, u64(PROTOCOL_F_REPLY_ACK));
+          for (const m of messages) {
+            if (connection.isClosed) break;
+            const fds: number[] = [];
+            if (m.withFd === 'eventfd') fds.push(libc.eventfd(0, libc.EFD_CLOEXEC));
+            if (m.withFd === 'memfd') fds.push(regions[0]!.fd);
+            try {
+              front.send(m.request, m.payload, fds, { needReply: m.needReply });
+            } catch {
+              // The back end already closed its end.
+            } finally {
+              if (m.withFd === 'eventfd') libc.close(fds[0]!);
+            }
+            await sleep(0);
+          }
+          await sleep(5);
+          if (!connection.isClosed) {
+            front.send(Request.GetQueueNum, new Uint8Array());
+            let answered = false;
+            for (let i = 0; i < 20 && !answered; i++) {
+              const reply = await front.receive(500);
+              if (reply === undefined) break;
+              answered = reply.request === Request.GetQueueNum;
+            }
+            assert.ok(answered || connection.isClosed, 'the back end still answers');
+          }
+          libc.close(frontFd);
+          await connection.closedReason;
+        }),
+        { numRuns: 40 },
+      );
+      assert.deepEqual(fdTargets().filter((t) => !fdsBefore.includes(t)), [], 'descriptors opened and never closed (the thread closes its duplicates)');
+    } finally {
+      releaseRegions(regions);
+    }
+    const rig = await bringUp(device, poller);
+    try {
+      assert.equal(roundTrip(rig, init()).error, 0);
+      assert.equal(roundTrip(rig, fuse(OP.GETATTR, 1n, new Uint8Array(16)), 256).length, ATTR_REPLY);
+    } finally {
+      await rig.close();
+    }
+  });
 });
