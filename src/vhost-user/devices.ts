@@ -12,6 +12,7 @@ import type { QueueDevice } from '../virtio/devices/queue-device.js';
 import { VIRTIO_F_RING_PACKED } from '../virtio/queue/features.js';
 import type { BackendDevice } from './backend.js';
 import type { FdPoller } from './fd-poller.js';
+import type { HostedBlkOptions } from './hosted-blk.js';
 import type { HostedFsOptions } from './hosted-fs.js';
 import { QueueThreadDevice } from './queue-thread.js';
 
@@ -49,6 +50,12 @@ export async function createBackendDevice(kind: string, options: BackendDeviceOp
       return { model: rng, close: async () => {}, summary: () => `virtio-rng: ${ringLayout(rng)} bytes=${rng.bytesServed}` };
     case 'blk': {
       if (options.image === undefined) throw new InputError('vhost-user blk needs --image FILE');
+      if (process.env['NOVM_BLK_QUEUE_THREAD'] !== '0') {
+        // Served from a queue thread like fs (NOVM_BLK_QUEUE_THREAD=0: from the main thread).
+        const hostedOptions: HostedBlkOptions = { image: options.image, readonly: options.readonly === true, queues: options.queues ?? 1, packed: options.packed === true, ...(options.serial === undefined ? {} : { serial: options.serial }) };
+        const model = await QueueThreadDevice.start(new URL('./hosted-blk.js', import.meta.url), hostedOptions);
+        return { model, close: () => model.close(), summary: () => model.summary() };
+      }
       const backend = new FileBlockBackend(options.image, options.readonly === true);
       const model = new BlkDevice(backend, { packedRing: options.packed === true, queues: options.queues ?? 1, ...(options.serial === undefined ? {} : { serial: options.serial }) });
       return { model, close: async () => backend.close(), summary: () => `virtio-blk: ${ringLayout(model)} ${Object.entries(model.stats).map(([k, v]) => `${k}=${v}`).join(' ')}` };
