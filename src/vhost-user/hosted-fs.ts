@@ -17,13 +17,19 @@ export interface HostedFsOptions {
   readonly writeback: boolean;
 }
 
+/** A queue run yields after this many requests, so a command from the main thread (which
+ *  blocks until it is applied) waits for at most that many, however busy the guest keeps the ring. */
+const REQUESTS_PER_RUN = 64;
+
 export function createHostedDevice(options: unknown): HostedDevice {
   const o = options as HostedFsOptions;
   const union = new UnionFs(configFromFlags(o.read, o.write));
   const handler = new FuseHandler(union, { dataIo: new SyncDataIo(), writebackCache: o.writeback });
-  const device = new FsDevice(handler, { packedRing: o.packed, tag: o.tag, requestQueues: o.requestQueues });
+  const device = new FsDevice(handler, { packedRing: o.packed, tag: o.tag, requestQueues: o.requestQueues, requestsPerRun: REQUESTS_PER_RUN });
   return {
     device,
+    hasDeferredWork: () => device.hasDeferredWork,
+    resumeDeferred: () => device.resumeQueues(),
     summary: () => {
       const rings = (device.negotiatedFeatures & VIRTIO_F_RING_PACKED) !== 0n ? 'rings=packed' : 'rings=split';
       return `virtio-fs: ${rings} thread=queue ${Object.entries(device.stats).map(([k, v]) => `${k}=${typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(1) : v}`).join(' ')}`;

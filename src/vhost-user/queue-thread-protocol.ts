@@ -72,6 +72,10 @@ export interface HostedDevice {
   summary?(): string;
   /** The thread is ending: release what the device holds. */
   close?(): void;
+  /** True if a queue run yielded with requests left (the thread then polls without blocking). */
+  hasDeferredWork?(): boolean;
+  /** Continues the runs that yielded. */
+  resumeDeferred?(): void;
 }
 
 export interface HostedQueueDevice {

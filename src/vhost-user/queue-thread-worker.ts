@@ -199,7 +199,9 @@ function serve(hosted: HostedDevice): void {
 
   while (running) {
     if (pollDirty) rebuildPollSet();
-    const n = poll(pollFds, pollCount, -1);
+    // A run that yielded with requests left: look at commands and kicks without sleeping, then go on.
+    const deferred = hosted.hasDeferredWork?.() === true;
+    const n = poll(pollFds, pollCount, deferred ? 0 : -1);
     if (n < 0) {
       if (libc.lastErrno() === libc.EINTR) continue;
       report({ event: 'needs-reset', reason: `queue thread: poll failed: ${libc.errnoName(libc.lastErrno())}` });
@@ -228,6 +230,7 @@ function serve(hosted: HostedDevice): void {
       device.notify(queue);
       kicked = true;
     }
+    if (deferred) hosted.resumeDeferred?.();
     if (kicked) {
       kickWakes++;
       busyMs += performance.now() - woke;

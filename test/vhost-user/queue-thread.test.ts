@@ -28,7 +28,8 @@ import { FakeFrontEnd, concat, u32s, u64 } from './fake-front-end.js';
 
 const UVA_BASE = 0x7f34_0000_0000n;
 const MEMORY = 8 << 20;
-const QUEUE_SIZE = 128;
+// Room for more requests than one queue run takes (hosted-fs yields after 64).
+const QUEUE_SIZE = 512;
 const OP = { LOOKUP: 1, GETATTR: 3, READ: 15, WRITE: 16, INIT: 26, CREATE: 35, BATCH_FORGET: 42 } as const;
 const ATTR_REPLY = 16 + 104;
 const HOSTED_FS = new URL('../../src/vhost-user/hosted-fs.js', import.meta.url);
@@ -242,8 +243,9 @@ test('queue thread: GET_VRING_BASE with requests in the ring reports a position 
     const rig = await bringUp(device, poller);
     try {
       assert.equal(roundTrip(rig, init()).error, 0);
-      // Two descriptors per request: at most QUEUE_SIZE / 2 in the ring at once.
-      const count = 60;
+      // Two descriptors per request: at most QUEUE_SIZE / 2 in the ring at once; more than one
+      // queue run takes, so the stop may land between runs as well as before the first.
+      const count = 200;
       const posted = new Map<number, { reply: number; unique: bigint }>();
       for (let i = 0; i < count; i++) {
         const request = fuse(OP.GETATTR, 1n, new Uint8Array(16));
@@ -294,7 +296,7 @@ test('queue thread: a reset while requests are queued stops ring access at once;
     const first = await bringUp(device, poller);
     try {
       assert.equal(roundTrip(first, init()).error, 0);
-      for (let i = 0; i < 60; i++) first.post(fuse(OP.GETATTR, 1n, new Uint8Array(16)), 256);
+      for (let i = 0; i < 200; i++) first.post(fuse(OP.GETATTR, 1n, new Uint8Array(16)), 256);
       first.kick();
       first.front.send(Request.ResetOwner, new Uint8Array(), [], { needReply: true });
       assert.equal(await ack(first.front, Request.ResetOwner), 0n);

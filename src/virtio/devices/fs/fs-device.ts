@@ -36,6 +36,10 @@ export interface FsDeviceOptions extends DeviceOptions {
   readonly maxInFlight?: number;
   /** Largest FUSE request accepted (the engine's buffer size: max_write plus headers). */
   readonly maxRequestBytes?: number;
+  /** Requests taken from one queue per run before it yields (default: until the ring is empty).
+   *  A device on a thread of its own yields so that commands between runs wait a bounded time;
+   *  the rest stays in the ring (notifications off) until resumeQueues(). */
+  readonly requestsPerRun?: number;
 }
 
 interface Slot {
@@ -58,6 +62,7 @@ export class FsDevice extends QueueDevice {
   private slotCount = 0;
   private readonly maxInFlight: number;
   private readonly maxRequestBytes: number;
+  private readonly requestsPerRun: number;
   private readonly hiprio = new Uint8Array(MAX_HIPRIO_REQUEST);
   private readonly requestHeader = new Uint8Array(16);
   private readonly errorOut = new Uint8Array(16);
@@ -81,6 +86,7 @@ export class FsDevice extends QueueDevice {
     this.queueMaxSizes = new Array<number>(1 + requestQueues).fill(queueSize);
     this.maxInFlight = options.maxInFlight ?? 32;
     this.maxRequestBytes = options.maxRequestBytes ?? (1 << 20) + 4096;
+    this.requestsPerRun = options.requestsPerRun ?? Infinity;
     const tag = new TextEncoder().encode(options.tag);
     if (tag.length === 0 || tag.length > TAG_BYTES) throw new RangeError(`virtio-fs tag must be 1 to ${TAG_BYTES} bytes`);
     this.config.set(tag);
@@ -110,6 +116,17 @@ export class FsDevice extends QueueDevice {
 
   protected get name(): string {
     return 'virtio-fs';
+  }
+
+  /** True while a queue was left with requests in its ring (run budget or out of slots). */
+  get hasDeferredWork(): boolean {
+    // A queue being stopped (quiesce) is not resumed: its requests wait for the next activation.
+    return this.isActive && this.throttled.some((t, i) => t && !this.paused.has(i));
+  }
+
+  /** Serves the queues that were left with requests in their ring. */
+  resumeQueues(): void {
+    for (let i = 1; i < this.throttled.length; i++) if (this.throttled[i] && this.isActive) this.notify(i);
   }
 
   readConfig(offset: number, data: Uint8Array): void {
@@ -151,10 +168,16 @@ export class FsDevice extends QueueDevice {
     if (queue === undefined || memory === undefined) return;
     this.processing = true;
     this.throttled[index] = false;
+    let taken = 0;
     try {
       for (;;) {
         queue.disableNotifications();
         for (;;) {
+          if (taken >= this.requestsPerRun) {
+            // Yield with notifications still off: resumeQueues() picks the rest up.
+            this.throttled[index] = true;
+            return;
+          }
           const slot = this.takeSlot(queue.size);
           if (slot === undefined) {
             // Out of slots: leave the rest in the ring; a completion resumes this queue.
@@ -166,6 +189,7 @@ export class FsDevice extends QueueDevice {
             break;
           }
           this.stats.requests++;
+          taken++;
           slot.queue = index;
           slot.epoch = this.epoch;
           slot.started = performance.now();
