@@ -48,6 +48,8 @@ export class ConsolePort {
   guestOpen = false;
   /** The driver acknowledged the port (PORT_READY). */
   ready = false;
+  /** PORT_ADD was sent for this port in the current activation. */
+  added = false;
   /** The device told the driver this is its console port (CONSOLE_PORT sent). */
   announcedAsConsole = false;
   /**
@@ -88,6 +90,7 @@ export class ConsolePort {
     this.pendingOffset = 0;
     this.guestOpen = false;
     this.ready = false;
+    this.added = false;
     this.announcedAsConsole = false;
     this.openedByDriver = false;
     // A writer waiting for room gets it: the bytes it could not queue can go now.
@@ -318,31 +321,21 @@ export class ConsoleDevice extends QueueDevice {
     const port = this.ports[id];
     switch (event) {
       case ControlEvent.DeviceReady:
-        if (value === 1) for (const p of this.ports) this.sendControl(this.control(p.id, ControlEvent.DeviceAdd, 0));
+        if (value !== 1) break;
+        // The console port first, the others once it is hooked up (PORT_READY below): Linux
+        // sets ports up one control message at a time in a work item, and the kernel opens
+        // /dev/console whenever its boot thread gets there; every port added before the
+        // console one widens the window in which that open finds no hvc0 (docs/virtio.md).
+        this.addPorts(this.ports.some((p) => p.spec.console === true) ? this.ports.filter((p) => p.spec.console === true) : this.ports);
         break;
       case ControlEvent.PortReady:
         if (port === undefined) {
           this.stats.badControl++;
           break;
         }
-        if (value !== 1) break;
-        port.ready = true;
-        if (port.spec.console === true && !port.announcedAsConsole) {
-          this.sendControl(this.control(id, ControlEvent.ConsolePort, 1));
-          port.announcedAsConsole = true;
-          if (this.sizeSet) this.sendControl(this.resizeMessage(id));
-          // The console port is open from the start (hvc).
-          this.setOpen(port, true);
-        }
-        if (port.spec.name !== undefined) {
-          const name = new TextEncoder().encode(port.spec.name);
-          const message = this.control(id, ControlEvent.PortName, 1, name.length);
-          message.set(name, CONTROL_HEADER);
-          this.sendControl(message);
-        }
-        // The host side is always connected.
-        this.sendControl(this.control(id, ControlEvent.PortOpen, 1));
-        this.flushPort(id);
+        if (value === 1) this.portReady(port);
+        // Whether or not the driver could set the console port up, the others come next.
+        if (port.spec.console === true) this.addPorts(this.ports);
         break;
       case ControlEvent.PortOpen:
         if (port === undefined) {
@@ -357,6 +350,37 @@ export class ConsoleDevice extends QueueDevice {
     }
     return 0;
   };
+
+  /** PORT_ADD for each of `ports` not announced yet in this activation. */
+  private addPorts(ports: readonly ConsolePort[]): void {
+    for (const p of ports) {
+      if (p.added) continue;
+      p.added = true;
+      this.sendControl(this.control(p.id, ControlEvent.DeviceAdd, 0));
+    }
+  }
+
+  /** The driver set `port` up (PORT_READY 1): console role, name, and the host side open. */
+  private portReady(port: ConsolePort): void {
+    const id = port.id;
+    port.ready = true;
+    if (port.spec.console === true && !port.announcedAsConsole) {
+      this.sendControl(this.control(id, ControlEvent.ConsolePort, 1));
+      port.announcedAsConsole = true;
+      if (this.sizeSet) this.sendControl(this.resizeMessage(id));
+      // The console port is open from the start (hvc).
+      this.setOpen(port, true);
+    }
+    if (port.spec.name !== undefined) {
+      const name = new TextEncoder().encode(port.spec.name);
+      const message = this.control(id, ControlEvent.PortName, 1, name.length);
+      message.set(name, CONTROL_HEADER);
+      this.sendControl(message);
+    }
+    // The host side is always connected.
+    this.sendControl(this.control(id, ControlEvent.PortOpen, 1));
+    this.flushPort(id);
+  }
 
   private setOpen(port: ConsolePort, open: boolean): void {
     if (port.guestOpen === open) return;
