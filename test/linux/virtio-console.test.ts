@@ -11,10 +11,14 @@
 // - host -> guest: the hvc SysRq hack (^O then a key, drivers/tty/hvc/hvc_console.c) makes the
 //   kernel answer through the port: bytes the host wrote reached the driver and the tty layer;
 //   the last command (^O o) powers the VM off.
+// Linux sets multiport ports up in a work item that races the boot thread's
+// console_on_rootfs(); when the work loses, /dev/console is ttyS0 and hvc0 never reads input.
+// The test recognises that case (ttyS0 answers SysRq instead) and boots once more; the device
+// adds the console port before the others to make the race rare (docs/virtio.md).
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { createBootVm } from '../../src/machine/boot-vm.js';
 import { AGENT_PORT_ID, CONSOLE_PORT_ID, HVC_SYSRQ_PREFIX } from '../../src/virtio/devices/console/vm-console.js';
 import { minimalKernelPath } from './minimal-kernel.js';
@@ -67,12 +71,23 @@ function lines(text: string): string[] {
   return text.split(/\r?\n/).map((l) => l.trimEnd()).filter((l) => l !== '');
 }
 
-test('the real Linux virtio_console driver talks to novm\'s console device: kernel log out, SysRq in, both ports ready', { timeout: (BOOT_DEADLINE_S + 4 * ANSWER_DEADLINE_S + 60) * 1000 }, async (t) => {
-  if (!existsSync('/dev/kvm')) return t.skip('no /dev/kvm');
-  const kernel = minimalKernelPath();
-  if (kernel === undefined) return t.skip('no minimal kernel: run scripts/build-minimal-kernel.sh first');
-  const sysrq = kernelHas(kernel, 'CONFIG_MAGIC_SYSRQ');
+/** Polls `condition` every 50 ms; false after `seconds`. */
+async function until(condition: () => boolean, seconds: number): Promise<boolean> {
+  const end = Date.now() + seconds * 1000;
+  while (!condition()) {
+    if (Date.now() > end) return false;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return true;
+}
 
+/**
+ * One boot and every check. 'raced' when the kernel opened /dev/console before virtio_console
+ * had hooked port 0 to hvc0 (Linux sets multiport ports up in a work item that races the boot
+ * thread's console_on_rootfs()): /dev/console is then ttyS0, hvc0 has no tty and never reads
+ * its input, which the serial line proves by answering SysRq itself.
+ */
+async function bootOnce(t: TestContext, kernel: string, sysrq: boolean | undefined): Promise<'done' | 'raced' | 'no-sysrq'> {
   const serial = new TextStream();
   const port0 = new TextStream();
   const serialByte = new Uint8Array(1);
@@ -100,17 +115,18 @@ test('the real Linux virtio_console driver talks to novm\'s console device: kern
   let exitedEarly: string | undefined;
   void vm.machine.exited.then((exit) => { exitedEarly = `${exit.kind}: ${exit.detail}`; });
   try {
-    // The root wait comes after console_on_rootfs(): hvc0 is then open as /dev/console.
-    const waiting = await port0.waitFor(/Waiting for root device \/dev\/vda\.\.\.\r?\n/, BOOT_DEADLINE_S);
-    t.diagnostic(`root wait seen on port 0 at ${seconds()} s`);
-    assert.ok(waiting, `no "Waiting for root device" through port 0 within ${BOOT_DEADLINE_S} s (machine ${exitedEarly ?? 'running'}):\n${tails()}`);
-
-    // Guest view: the kernel says it enabled hvc0 (on the serial console; that line itself
-    // cannot reach hvc0: virtio_console lists the port for put_chars only after hvc_alloc()
-    // has registered the console, so the kernel drops it with -EPIPE).
-    assert.match(serial.text, /printk: console \[hvc0\] enabled/, `the kernel did not enable hvc0:\n${tails()}`);
+    // The kernel waits for its root device for ever, after console_on_rootfs(); the serial
+    // console carries every line, whichever console /dev/console became.
+    const waiting = await serial.waitFor(/Waiting for root device \/dev\/vda\.\.\.\r?\n/, BOOT_DEADLINE_S);
+    t.diagnostic(`root wait at ${seconds()} s`);
+    assert.ok(waiting, `no "Waiting for root device" within ${BOOT_DEADLINE_S} s (machine ${exitedEarly ?? 'running'}):\n${tails()}`);
+    // Guest view: the kernel enabled hvc0 (said on the serial console; that line itself cannot
+    // reach hvc0: virtio_console lists the port for put_chars only after hvc_alloc() has
+    // registered the console, so the kernel drops it with -EPIPE).
+    assert.ok(await serial.waitFor(/printk: console \[hvc0\] enabled/, ANSWER_DEADLINE_S), `the kernel did not enable hvc0:\n${tails()}`);
 
     // Host view of the multiport handshake the driver performed.
+    assert.ok(await until(() => consolePort.openedByDriver && agentPort.ready, ANSWER_DEADLINE_S), 'the driver did not finish the handshake');
     assert.equal(consoleDevice.needsReset, false, 'the device needs a reset');
     assert.equal(consolePort.ready, true, 'port 0: no PORT_READY from the driver');
     assert.equal(agentPort.ready, true, 'port 1 (agent): no PORT_READY from the driver');
@@ -126,27 +142,24 @@ test('the real Linux virtio_console driver talks to novm\'s console device: kern
     consoleDevice.resize(132, 43);
     assert.equal(consoleDevice.stats.controlToDriver, controlBefore + 1, 'no RESIZE message was queued');
 
-    if (sysrq === false) return t.skip('the minimal kernel predates CONFIG_MAGIC_SYSRQ: rerun scripts/build-minimal-kernel.sh');
+    if (sysrq === false) return 'no-sysrq';
     // Host -> guest: ^O h. 'h' has no SysRq action, so the kernel prints its help line.
     const helpFrom = port0.text.length;
     assert.doesNotMatch(port0.text, /sysrq: HELP/);
     const asked = performance.now();
     assert.equal(consolePort.write(Uint8Array.of(HVC_SYSRQ_PREFIX, 'h'.charCodeAt(0))), true);
-    const help = await port0.waitFor(/sysrq: HELP : .*loglevel\(0-9\)/, ANSWER_DEADLINE_S, helpFrom);
-    t.diagnostic(`SysRq help answered through port 0 at ${seconds()} s, ${(performance.now() - asked).toFixed(0)} ms after the host wrote ^O h`);
+    const help = await port0.waitFor(/sysrq: HELP : .*loglevel\(0-9\)/, ANSWER_DEADLINE_S / 2, helpFrom);
     if (!help) {
-      // Tell the two failures apart: if the kernel's /dev/console is ttyS0 (hvc0 registered
-      // after console_on_rootfs(), so hvc0 has no tty and its input is never read), a serial
-      // BREAK then 'h' is SysRq over the serial line and the kernel answers there.
+      // Tell the two failures apart: a serial BREAK then 'h' is SysRq over the serial line,
+      // answered only if ttyS0 is the open /dev/console.
       const serialFrom = serial.text.length;
       const uart = vm.platform().uart;
       uart.sendBreak();
       uart.enqueueInput(Uint8Array.of('h'.charCodeAt(0)));
-      const overSerial = await serial.waitFor(/sysrq: HELP/, ANSWER_DEADLINE_S / 2, serialFrom);
-      assert.fail(overSerial
-        ? `no SysRq answer through port 0, but one over the serial line: /dev/console is ttyS0, hvc0 came up after console_on_rootfs() (kernel built without CONFIG_PREEMPT_VOLUNTARY?)\n${tails()}`
-        : `no SysRq help line through port 0 after ^O h (nor over the serial line):\n${tails()}`);
+      if (await serial.waitFor(/sysrq: HELP/, ANSWER_DEADLINE_S / 2, serialFrom)) return 'raced';
+      assert.fail(`no SysRq help line through port 0 after ^O h (nor over the serial line):\n${tails()}`);
     }
+    t.diagnostic(`SysRq help answered through port 0 ${(performance.now() - asked).toFixed(0)} ms after the host wrote ^O h`);
     // A second command proves the prefix was consumed and the next ^O starts a new one.
     const levelFrom = port0.text.length;
     consolePort.write(Uint8Array.of(HVC_SYSRQ_PREFIX, '8'.charCodeAt(0)));
@@ -164,7 +177,7 @@ test('the real Linux virtio_console driver talks to novm\'s console device: kern
     const last = portLines[portLines.length - 1]!;
     assert.ok(await serial.waitFor(new RegExp(last.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')), ANSWER_DEADLINE_S), `the serial console never printed port 0's last line ${JSON.stringify(last)}`);
     const serialLines = new Set(lines(serial.text));
-    assert.ok(portLines.length >= 4, `only ${portLines.length} lines through port 0:\n${tails()}`);
+    assert.ok(portLines.length >= 3, `only ${portLines.length} lines through port 0:\n${tails()}`);
     assert.deepEqual(portLines.filter((l) => !/^\[\s*\d+\.\d+\] /.test(l)), [], 'port 0 carried something other than timestamped kernel lines');
     assert.deepEqual(portLines.filter((l) => !serialLines.has(l)), [], 'port 0 carried lines the serial console did not');
     t.diagnostic(`${portLines.length} kernel lines through port 0, ${serialLines.size} distinct through the serial port`);
@@ -175,8 +188,26 @@ test('the real Linux virtio_console driver talks to novm\'s console device: kern
     const off = await Promise.race([vm.machine.exited, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), ANSWER_DEADLINE_S * 1000).unref())]);
     assert.match(port0.text.slice(offFrom), /sysrq: Power Off/, `no SysRq power-off line through port 0:\n${tails()}`);
     assert.equal(off?.kind, 'poweroff', `the guest did not power off after ^O o (${off === undefined ? 'still running' : `${off.kind}: ${off.detail}`})`);
+    return 'done';
   } finally {
     const exit = await vm.machine.stop('test done');
     t.diagnostic(`machine ${exit.kind} (${exit.detail}) at ${seconds()} s`);
   }
+}
+
+/** Boots: the race above is Linux's, not the device's, so one more boot is allowed for it. */
+const MAX_BOOTS = 2;
+
+test('the real Linux virtio_console driver talks to novm\'s console device: kernel log out, SysRq in, both ports ready', { timeout: MAX_BOOTS * (BOOT_DEADLINE_S + 6 * ANSWER_DEADLINE_S) * 1000 }, async (t) => {
+  if (!existsSync('/dev/kvm')) return t.skip('no /dev/kvm');
+  const kernel = minimalKernelPath();
+  if (kernel === undefined) return t.skip('no minimal kernel: run scripts/build-minimal-kernel.sh first');
+  const sysrq = kernelHas(kernel, 'CONFIG_MAGIC_SYSRQ');
+  for (let boot = 1; boot <= MAX_BOOTS; boot++) {
+    const outcome = await bootOnce(t, kernel, sysrq);
+    if (outcome === 'done') return;
+    if (outcome === 'no-sysrq') return t.skip('the minimal kernel predates CONFIG_MAGIC_SYSRQ: rerun scripts/build-minimal-kernel.sh');
+    t.diagnostic(`boot ${boot}: the kernel opened /dev/console before hvc0 existed (ttyS0 answered SysRq instead): Linux's race, booting again`);
+  }
+  assert.fail(`in ${MAX_BOOTS} boots the kernel opened /dev/console before virtio_console had hooked up hvc0`);
 });
