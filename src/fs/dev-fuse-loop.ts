@@ -12,8 +12,8 @@ import type { FsConfig } from './config.js';
 import type { DataIo, DataReply, Unique } from './data-io.js';
 import { Errno } from './errors.js';
 import { FuseHandler } from './fuse-handler.js';
-import type { MetaIo, NewOwner } from './meta-io.js';
-import { JOB_CREATE, JOB_FDATASYNC, JOB_FSYNC, JOB_MKDIR, JOB_READ, JOB_WRITE, SharedQueue, type SharedQueueMemory, STAT_ERRORS, STAT_FDS, STAT_FILES, STAT_NODES, STAT_REQUESTS, STAT_UNEXPECTED } from './shared-queue.js';
+import { type Cursor, QueuedMetaIo } from './queued-meta-io.js';
+import { JOB_FDATASYNC, JOB_FSYNC, JOB_READ, JOB_WRITE, SharedQueue, type SharedQueueMemory, STAT_ERRORS, STAT_FDS, STAT_FILES, STAT_NODES, STAT_REQUESTS, STAT_UNEXPECTED } from './shared-queue.js';
 import { UnionFs } from './union.js';
 
 export interface LoopWorkerData {
@@ -21,11 +21,6 @@ export interface LoopWorkerData {
   readonly config: FsConfig;
   readonly cacheTimeoutSeconds: number;
   readonly queue: SharedQueueMemory;
-}
-
-/** The request buffer the loop is handling now: the one a queued job takes over. */
-interface Cursor {
-  buffer: number;
 }
 
 /** Hands blocking data work to the I/O workers; the request buffer goes with the job. */
@@ -42,64 +37,6 @@ class QueuedDataIo implements DataIo {
   }
   fsync(fd: number, datasync: boolean, unique: Unique, _done: DataReply): void {
     this.queue.push(datasync ? JOB_FDATASYNC : JOB_FSYNC, fd, 0, 0, this.cursor.buffer, 0, unique.low, unique.high);
-  }
-}
-
-/** Hands the blocking system calls of CREATE, MKDIR and large copy-ups to the I/O workers; their
- *  results come back through the completion eventfd and are finished on this thread by collect(),
- *  with the job's request buffer current again. */
-class QueuedMetaIo implements MetaIo {
-  private readonly waiting: Array<{ buffer: number; done: (result: number) => void }> = [];
-  constructor(private readonly queue: SharedQueue, private readonly cursor: Cursor) {}
-  get pending(): number {
-    return this.waiting.length;
-  }
-  create(dirFd: number, name: Uint8Array, mode: number, owner: NewOwner, done: (result: number) => void): void {
-    this.waiting.push({ buffer: this.cursor.buffer, done });
-    this.queue.pushMake(JOB_CREATE, this.cursor.buffer, dirFd, mode, owner.uid, owner.gid, owner.chown, name.byteOffset);
-  }
-  mkdir(dirFd: number, name: Uint8Array, mode: number, owner: NewOwner, done: (result: number) => void): void {
-    this.waiting.push({ buffer: this.cursor.buffer, done });
-    this.queue.pushMake(JOB_MKDIR, this.cursor.buffer, dirFd, mode, owner.uid, owner.gid, owner.chown, name.byteOffset);
-  }
-  copyData(src: number, dst: number, size: number, done: (result: number) => void): void {
-    this.waiting.push({ buffer: this.cursor.buffer, done });
-    this.queue.pushCopy(this.cursor.buffer, src, dst, size);
-  }
-  park(): (resume: () => void) => void {
-    const buffer = this.cursor.buffer;
-    this.queue.park(buffer);
-    return (resume) => {
-      this.queue.unpark(buffer);
-      this.within(buffer, resume);
-    };
-  }
-  /** Finishes every job that is done; true if any was. */
-  collect(): boolean {
-    let any = false;
-    for (let i = 0; i < this.waiting.length; ) {
-      const job = this.waiting[i]!;
-      const result = this.queue.collect(job.buffer);
-      if (result === undefined) {
-        i++;
-        continue;
-      }
-      this.waiting.splice(i, 1);
-      any = true;
-      this.within(job.buffer, () => job.done(result));
-    }
-    return any;
-  }
-  /** Runs `fn` with `buffer` as the current request's, then frees it unless a job took it. */
-  private within(buffer: number, fn: () => void): void {
-    const previous = this.cursor.buffer;
-    this.cursor.buffer = buffer;
-    try {
-      fn();
-    } finally {
-      this.cursor.buffer = previous;
-      this.queue.releaseFromLoop(buffer);
-    }
   }
 }
 

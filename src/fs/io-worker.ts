@@ -3,10 +3,11 @@
 // (CREATE, MKDIR, a large copy-up's data) hands its result back to the loop, which owns the
 // file-system state (shared-queue.ts).
 import { parentPort, workerData } from 'node:worker_threads';
-import { AT_SYMLINK_NOFOLLOW, closeFd, fchownat, fdatasync, fsync, lastErrno, mkdirat, O_CLOEXEC, O_CREAT, O_EXCL, O_RDWR, openat, pread, pwrite, writeFd } from '../native/fs-calls.js';
+import { fdatasync, fsync, lastErrno, pread, pwrite, writeFd } from '../native/fs-calls.js';
 import * as libc from '../native/libc.js';
 import { DataCopier } from './copy-data.js';
 import { Errno, errnoOf } from './errors.js';
+import { makeEntry } from './make-entry.js';
 import { MAX_WRITE, OUT_HEADER_SIZE } from './fuse-abi.js';
 import { JOB_COPY, JOB_CREATE, JOB_MKDIR, JOB_FDATASYNC, JOB_FSYNC, JOB_READ, JOB_WRITE, SharedQueue, type SharedQueueMemory } from './shared-queue.js';
 
@@ -87,19 +88,10 @@ function run(data: IoWorkerData): void {
 }
 
 /** JOB_CREATE: the new file's fd; JOB_MKDIR: 0; or -errno. The name is NUL-terminated in the
- *  request buffer. */
+ *  queue's buffers. */
 function make(op: number, queue: SharedQueue, jobs: Int32Array, o: number): number {
-  const dirFd = jobs[o + 1]!;
-  const name = queue.bytes.subarray(jobs[o + 6]!);
-  const mode = jobs[o + 3]!;
-  const result = op === JOB_CREATE ? openat(dirFd, name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, mode) : mkdirat(dirFd, name, mode);
-  if (result < 0) return -lastErrno();
-  if (jobs[o + 8] === 1 && fchownat(dirFd, name, jobs[o + 4]! >>> 0, jobs[o + 7]! >>> 0, AT_SYMLINK_NOFOLLOW) < 0) {
-    const errno = lastErrno();
-    if (op === JOB_CREATE) closeFd(result);
-    return -errno;
-  }
-  return result;
+  const owner = { uid: jobs[o + 4]!, gid: jobs[o + 7]!, chown: jobs[o + 8] === 1 };
+  return makeEntry(op === JOB_CREATE ? 'file' : 'dir', jobs[o + 1]!, queue.bytes.subarray(jobs[o + 6]!), jobs[o + 3]!, owner);
 }
 
 const copier = new DataCopier();

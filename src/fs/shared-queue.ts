@@ -102,12 +102,19 @@ export class SharedQueue {
   acquire(collectDone?: () => boolean): number {
     for (;;) {
       const seq = Atomics.load(this.control, CONTROL_FREE_SEQ);
-      for (let i = 0; i < this.count; i++) {
-        if (Atomics.compareExchange(this.states, i, BUFFER_FREE, BUFFER_LOOP) === BUFFER_FREE) return i;
-      }
+      const free = this.tryAcquire();
+      if (free >= 0) return free;
       if (collectDone?.()) continue;
       Atomics.wait(this.control, CONTROL_FREE_SEQ, seq, 1000);
     }
+  }
+
+  /** Loop side: a free buffer now, or -1 (never waits). */
+  tryAcquire(): number {
+    for (let i = 0; i < this.count; i++) {
+      if (Atomics.compareExchange(this.states, i, BUFFER_FREE, BUFFER_LOOP) === BUFFER_FREE) return i;
+    }
+    return -1;
   }
 
   /** Loop side: gives the buffer back unless a job took it. */

@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { configFromFlags, FuseHandler, UnionFs } from '../../src/fs/index.js';
 import { DataCopier } from '../../src/fs/copy-data.js';
+import { makeEntry } from '../../src/fs/make-entry.js';
 import type { MetaIo, NewOwner } from '../../src/fs/meta-io.js';
-import { AT_SYMLINK_NOFOLLOW, fchownat, lastErrno, mkdirat, O_CLOEXEC, O_CREAT, O_EXCL, O_RDWR, openat } from '../../src/native/fs-calls.js';
 import { cstr, FakeFuseClient, OP, type Reply, u32, u64 } from './fake-fuse-client.js';
 import { scratchDir } from './mount-harness.js';
 
@@ -33,23 +33,14 @@ class DeferredMetaIo implements MetaIo {
   create(dirFd: number, name: Uint8Array, mode: number, owner: NewOwner, done: (result: number) => void): void {
     this.jobs.push({
       kind: 'create',
-      run: () => {
-        const fd = openat(dirFd, Buffer.from(name), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, mode);
-        if (fd < 0) return done(-lastErrno());
-        if (owner.chown) fchownat(dirFd, Buffer.from(name), owner.uid, owner.gid, AT_SYMLINK_NOFOLLOW);
-        done(fd);
-      },
+      run: () => done(makeEntry('file', dirFd, Buffer.from(name), mode, owner)),
       complete: done,
     });
   }
   mkdir(dirFd: number, name: Uint8Array, mode: number, owner: NewOwner, done: (result: number) => void): void {
     this.jobs.push({
       kind: 'mkdir',
-      run: () => {
-        if (mkdirat(dirFd, Buffer.from(name), mode) < 0) return done(-lastErrno());
-        if (owner.chown) fchownat(dirFd, Buffer.from(name), owner.uid, owner.gid, AT_SYMLINK_NOFOLLOW);
-        done(0);
-      },
+      run: () => done(makeEntry('dir', dirFd, Buffer.from(name), mode, owner)),
       complete: done,
     });
   }
