@@ -22,6 +22,8 @@ done
 key=$( (cat "$fragment"; stat -c '%s %Y' "$tarball") | sha256sum | cut -c1-16)
 result="$outdir/vmlinux-$key"
 if [ -f "$result" ]; then
+  # The cache may hold kernels of other fragments: the link names this one.
+  ln -sfn "vmlinux-$key" "$outdir/vmlinux"
   echo "build-minimal-kernel: up to date"
   echo "$result"
   exit 0
