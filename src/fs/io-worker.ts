@@ -9,7 +9,7 @@ import { DataCopier } from './copy-data.js';
 import { Errno, errnoOf } from './errors.js';
 import { makeEntry } from './make-entry.js';
 import { MAX_WRITE, OUT_HEADER_SIZE } from './fuse-abi.js';
-import { JOB_COPY, JOB_CREATE, JOB_MKDIR, JOB_FDATASYNC, JOB_FSYNC, JOB_READ, JOB_WRITE, SharedQueue, type SharedQueueMemory } from './shared-queue.js';
+import { CONTROL_ENDED, CONTROL_STARTED, JOB_COPY, JOB_CREATE, JOB_MKDIR, JOB_FDATASYNC, JOB_FSYNC, JOB_READ, JOB_WRITE, SharedQueue, type SharedQueueMemory } from './shared-queue.js';
 
 export interface IoWorkerData {
   readonly devFd: number;
@@ -18,6 +18,17 @@ export interface IoWorkerData {
 
 function run(data: IoWorkerData): void {
   const queue = new SharedQueue(data.queue);
+  Atomics.add(queue.control, CONTROL_STARTED, 1);
+  Atomics.notify(queue.control, CONTROL_STARTED);
+  try {
+    serveJobs(data, queue);
+  } finally {
+    Atomics.add(queue.control, CONTROL_ENDED, 1);
+    Atomics.notify(queue.control, CONTROL_ENDED);
+  }
+}
+
+function serveJobs(data: IoWorkerData, queue: SharedQueue): void {
   const reply = new Uint8Array(OUT_HEADER_SIZE + MAX_WRITE);
   const out = new DataView(reply.buffer);
   const replyData = reply.subarray(OUT_HEADER_SIZE);

@@ -102,6 +102,13 @@ export class QueuedMetaIo extends WorkerMetaIo {
 /** For a thread whose requests live outside the shared buffers; see the file comment. */
 export class StagedMetaIo extends WorkerMetaIo {
   private readonly copier = new DataCopier();
+  private started = false;
+
+  /** `startWorkers` runs before the first job is queued (no threads for a device that never
+   *  creates anything). */
+  constructor(queue: SharedQueue, private readonly startWorkers: () => void) {
+    super(queue);
+  }
 
   create(dirFd: number, name: Uint8Array, mode: number, owner: NewOwner, done: Done): void {
     const buffer = this.stage(name);
@@ -116,7 +123,7 @@ export class StagedMetaIo extends WorkerMetaIo {
     this.queue.pushMake(JOB_MKDIR, buffer, dirFd, mode, owner.uid, owner.gid, owner.chown, buffer * this.queue.bufferSize);
   }
   copyData(src: number, dst: number, size: number, done: Done): void {
-    const buffer = this.queue.tryAcquire();
+    const buffer = this.slot();
     if (buffer < 0) {
       try {
         this.copier.copy(src, dst, size);
@@ -140,10 +147,20 @@ export class StagedMetaIo extends WorkerMetaIo {
     }
   }
 
+  /** A free buffer for a job (workers started), or -1. */
+  private slot(): number {
+    const buffer = this.queue.tryAcquire();
+    if (buffer >= 0 && !this.started) {
+      this.started = true;
+      this.startWorkers();
+    }
+    return buffer;
+  }
+
   /** A free buffer holding `name` NUL-terminated, or -1 when none is free or it does not fit. */
   private stage(name: Uint8Array): number {
     if (name.length > this.queue.bufferSize) return -1;
-    const buffer = this.queue.tryAcquire();
+    const buffer = this.slot();
     if (buffer < 0) return -1;
     const at = buffer * this.queue.bufferSize;
     this.queue.bytes.set(name, at);

@@ -8,7 +8,10 @@ export const CONTROL_STOP = 0;
 export const CONTROL_HEAD = 1;
 export const CONTROL_TAIL = 2;
 export const CONTROL_FREE_SEQ = 3;
-const CONTROL_WORDS = 4;
+/** Workers that have started (loaded their modules) and that have ended. */
+export const CONTROL_STARTED = 4;
+export const CONTROL_ENDED = 5;
+const CONTROL_WORDS = 6;
 
 export const BUFFER_FREE = 0;
 export const BUFFER_LOOP = 1;

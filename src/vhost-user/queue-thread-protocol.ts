@@ -76,6 +76,13 @@ export interface HostedDevice {
   hasDeferredWork?(): boolean;
   /** Continues the runs that yielded. */
   resumeDeferred?(): void;
+  /** An eventfd the thread polls beside the kicks: work the device handed to other threads
+   *  (fs: inode creation, large copy-ups) has finished. The thread drains it, then calls
+   *  onCompletion, which finishes those requests. */
+  readonly completionFd?: number;
+  onCompletion?(): void;
+  /** Blocks until no request is in flight on other threads (before reset, quiesce, activate, stop). */
+  drain?(): void;
 }
 
 export interface HostedQueueDevice {

@@ -68,8 +68,11 @@ function serve(hosted: HostedDevice): void {
   /** Per ring: the thread's own duplicates of the front end's kick and call eventfds (-1: none). */
   const kickFds = new Array<number>(queueCount).fill(-1);
   const callFds = new Array<number>(queueCount).fill(-1);
-  /** poll(2) set: control first, then every ring with a kick, in `pollQueues` order. */
-  let pollFds = new Uint8Array(8 * (1 + queueCount));
+  /** poll(2) set: control first, the device's completion eventfd if it has one, then every ring
+   *  with a kick, in `pollQueues` order. */
+  const completionFd = hosted.completionFd ?? -1;
+  const firstKick = completionFd >= 0 ? 2 : 1;
+  let pollFds = new Uint8Array(8 * (firstKick + queueCount));
   let pollView = new DataView(pollFds.buffer);
   const pollQueues: number[] = [];
   let pollCount = 0;
@@ -93,7 +96,7 @@ function serve(hosted: HostedDevice): void {
   function rebuildPollSet(): void {
     pollQueues.length = 0;
     for (let i = 0; i < queueCount; i++) if (kickFds[i]! >= 0) pollQueues.push(i);
-    pollCount = 1 + pollQueues.length;
+    pollCount = firstKick + pollQueues.length;
     if (pollFds.length < 8 * pollCount) {
       pollFds = new Uint8Array(8 * pollCount);
       pollView = new DataView(pollFds.buffer);
@@ -104,7 +107,8 @@ function serve(hosted: HostedDevice): void {
       pollView.setInt16(8 * slot + 6, 0, true);
     };
     entry(0, init.controlFd);
-    pollQueues.forEach((queue, i) => entry(1 + i, kickFds[queue]!));
+    if (completionFd >= 0) entry(1, completionFd);
+    pollQueues.forEach((queue, i) => entry(firstKick + i, kickFds[queue]!));
     pollDirty = false;
   }
 
@@ -131,6 +135,9 @@ function serve(hosted: HostedDevice): void {
   }
 
   function run(command: ThreadCommand, seq: number): ThreadReply {
+    // Requests finishing on other threads land before the device is reset, re-activated, asked
+    // where its rings stand, or stopped.
+    if (command.op === 'reset' || command.op === 'activate' || command.op === 'quiesce' || command.op === 'position' || command.op === 'stop') hosted.drain?.();
     switch (command.op) {
       case 'activate': {
         const context: ActivationContext = {
@@ -214,11 +221,15 @@ function serve(hosted: HostedDevice): void {
       if (pollDirty || !running) continue;
     }
     const woke = performance.now();
+    if (completionFd >= 0 && pollView.getInt16(14, true) !== 0) {
+      libc.read(completionFd, counter, 8);
+      hosted.onCompletion?.();
+    }
     let kicked = false;
-    for (let slot = 1; slot < pollCount; slot++) {
+    for (let slot = firstKick; slot < pollCount; slot++) {
       const revents = pollView.getInt16(8 * slot + 6, true);
       if (revents === 0) continue;
-      const queue = pollQueues[slot - 1]!;
+      const queue = pollQueues[slot - firstKick]!;
       if ((revents & POLLIN) === 0 && (revents & (POLLERR | POLLNVAL)) !== 0) {
         // Not an eventfd any more (closed under us): drop it rather than spin.
         replaceFd(kickFds, queue, -1);
@@ -237,6 +248,7 @@ function serve(hosted: HostedDevice): void {
     }
   }
 
+  hosted.drain?.();
   device.reset();
   for (let i = 0; i < queueCount; i++) {
     replaceFd(kickFds, i, -1);

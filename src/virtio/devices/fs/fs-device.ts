@@ -273,12 +273,19 @@ export class FsDevice extends QueueDevice {
   private scheduleSignals(): void {
     if (this.signalScheduled) return;
     this.signalScheduled = true;
-    setImmediate(() => {
-      this.signalScheduled = false;
-      this.flushSignals();
-      // Slots came back: resume queues that ran out of them.
-      for (let i = 1; i < this.throttled.length; i++) if (this.throttled[i] && this.isActive) this.notify(i);
-    });
+    setImmediate(() => this.flushCompletions());
+  }
+
+  /**
+   * Signals the requests completed outside a queue run and resumes queues that ran out of slots.
+   * Runs on the next turn of the event loop; a thread that never returns to its loop (the
+   * vhost-user queue thread) calls it after finishing such requests.
+   */
+  flushCompletions(): void {
+    this.signalScheduled = false;
+    this.flushSignals();
+    // Slots came back: resume queues that ran out of them.
+    for (let i = 1; i < this.throttled.length; i++) if (this.throttled[i] && this.isActive) this.notify(i);
   }
 
   private flushSignals(): void {
