@@ -16,6 +16,7 @@ import { VIRTIO_F_VERSION_1 } from '../src/virtio/queue/features.js';
 import { PROTOCOL_F_REPLY_ACK, Request, VHOST_USER_F_PROTOCOL_FEATURES } from '../src/vhost-user/protocol.js';
 import { FakeQueue } from '../test/virtio/fake-driver.js';
 import { FakeFrontEnd, concat, u32s, u64 } from '../test/vhost-user/fake-front-end.js';
+import { fuseRequest as fuse } from '../test/fs/fake-fuse-client.js';
 
 const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
 if (!existsSync(VIRTIOFSD)) {
@@ -27,18 +28,6 @@ const MEMORY = 16 << 20;
 const UVA = 0x7e00_0000_0000n;
 const QUEUE_SIZE = 128;
 const FILE_BYTES = 256 * 1024;
-
-let unique = 1n;
-function fuse(opcode: number, nodeid: bigint, body: Uint8Array = new Uint8Array()): Uint8Array {
-  const out = new Uint8Array(40 + body.length);
-  const v = new DataView(out.buffer);
-  v.setUint32(0, out.length, true);
-  v.setUint32(4, opcode, true);
-  v.setBigUint64(8, unique++, true);
-  v.setBigUint64(16, nodeid, true);
-  out.set(body, 40);
-  return out;
-}
 
 interface Figures {
   readonly getattrUs: number;

@@ -31,6 +31,20 @@ export function u64(...values: (number | bigint)[]): Buffer {
   return b;
 }
 
+let nextUnique = 1n;
+/** A FUSE request as <linux/fuse.h> lays it out (fuse_in_header, then the body), uid/gid 0, with
+ *  a fresh unique id: for tests and benchmarks that put requests on a virtqueue themselves. */
+export function fuseRequest(opcode: number, nodeid: bigint, body: Uint8Array = new Uint8Array()): Uint8Array {
+  const out = new Uint8Array(40 + body.length);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, out.length, true);
+  v.setUint32(4, opcode, true);
+  v.setBigUint64(8, nextUnique++, true);
+  v.setBigUint64(16, nodeid, true);
+  out.set(body, 40);
+  return out;
+}
+
 export class FakeFuseClient {
   private unique = 1n;
   constructor(readonly handler: FuseHandler, readonly uid = 0, readonly gid = 0) {}

@@ -1,10 +1,27 @@
 // A fake vhost-user front end for tests: speaks the wire format over one end of a socketpair,
 // sends descriptors, and waits for replies without blocking the event loop (the back end runs
 // in the same process).
+import { readdirSync, readlinkSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as libc from '../../src/native/libc.js';
 import { MSG_DONTWAIT, MessageBuffers } from '../../src/native/socket-calls.js';
 import { FLAG_NEED_REPLY, FLAG_VERSION, HEADER_SIZE } from '../../src/vhost-user/protocol.js';
+
+/** How many descriptors this process has open (leak checks). */
+export function openFds(): number {
+  return readdirSync('/proc/self/fd').length;
+}
+
+/** This process's open descriptors as "fd:target" (leak checks that name what leaked). */
+export function fdTargets(): string[] {
+  return readdirSync('/proc/self/fd').map((n) => {
+    try {
+      return `${n}:${readlinkSync(`/proc/self/fd/${n}`)}`;
+    } catch {
+      return `${n}:?`;
+    }
+  });
+}
 
 export interface Reply {
   readonly request: number;

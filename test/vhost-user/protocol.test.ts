@@ -3,7 +3,6 @@
 // end (lying sizes, unknown requests, missing or extra descriptors, random message sequences)
 // that can only ever get a NACK or a closed connection, never a crash or a leaked descriptor.
 import assert from 'node:assert/strict';
-import { readdirSync, readlinkSync } from 'node:fs';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import fc from 'fast-check';
@@ -21,7 +20,7 @@ import { VhostUserConnection } from '../../src/vhost-user/connection.js';
 import { FdPoller } from '../../src/vhost-user/fd-poller.js';
 import { FLAG_REPLY, FLAG_VERSION, PROTOCOL_F_CONFIG, PROTOCOL_F_CONFIGURE_MEM_SLOTS, PROTOCOL_F_MQ, PROTOCOL_F_REPLY_ACK, Request, VHOST_USER_F_PROTOCOL_FEATURES } from '../../src/vhost-user/protocol.js';
 import { FakeQueue } from '../virtio/fake-driver.js';
-import { FakeFrontEnd, concat, u32s, u64 } from './fake-front-end.js';
+import { FakeFrontEnd, concat, fdTargets, openFds, u32s, u64 } from './fake-front-end.js';
 
 const UVA_BASE = 0x7f12_0000_0000n;
 const MEMORY = 4 << 20;
@@ -47,20 +46,6 @@ function openSession(device: QueueDevice, poller: FdPoller): Session {
       await connection.closedReason;
     },
   };
-}
-
-function openFds(): number {
-  return readdirSync('/proc/self/fd').length;
-}
-
-function fdTargets(): string[] {
-  return readdirSync('/proc/self/fd').map((n) => {
-    try {
-      return `${n}:${readlinkSync(`/proc/self/fd/${n}`)}`;
-    } catch {
-      return `${n}:?`;
-    }
-  });
 }
 
 // The first Worker and the first koffi calls open descriptors of their own: warm them up so

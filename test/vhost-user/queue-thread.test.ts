@@ -6,7 +6,7 @@
 // eventfd) and never the thread, and stopping it leaks no descriptor.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -24,7 +24,8 @@ import type { HostedFsOptions } from '../../src/vhost-user/hosted-fs.js';
 import { PROTOCOL_F_REPLY_ACK, Request, VHOST_USER_F_PROTOCOL_FEATURES } from '../../src/vhost-user/protocol.js';
 import { QueueThreadDevice } from '../../src/vhost-user/queue-thread.js';
 import { FakeQueue } from '../virtio/fake-driver.js';
-import { FakeFrontEnd, concat, u32s, u64 } from './fake-front-end.js';
+import { FakeFrontEnd, concat, fdTargets, openFds, u32s, u64 } from './fake-front-end.js';
+import { fuseRequest as fuse } from '../fs/fake-fuse-client.js';
 
 const UVA_BASE = 0x7f34_0000_0000n;
 const MEMORY = 8 << 20;
@@ -33,33 +34,6 @@ const QUEUE_SIZE = 512;
 const OP = { LOOKUP: 1, GETATTR: 3, READ: 15, WRITE: 16, INIT: 26, CREATE: 35, BATCH_FORGET: 42 } as const;
 const ATTR_REPLY = 16 + 104;
 const HOSTED_FS = new URL('../../src/vhost-user/hosted-fs.js', import.meta.url);
-
-function openFds(): number {
-  return readdirSync('/proc/self/fd').length;
-}
-
-function fdTargets(): string[] {
-  return readdirSync('/proc/self/fd').map((n) => {
-    try {
-      return `${n}:${readlinkSync(`/proc/self/fd/${n}`)}`;
-    } catch {
-      return `${n}:?`;
-    }
-  });
-}
-
-let unique = 1n;
-/** A FUSE request as <linux/fuse.h> lays it out (fuse_in_header, then the body). */
-function fuse(opcode: number, nodeid: bigint, body: Uint8Array = new Uint8Array()): Uint8Array {
-  const out = new Uint8Array(40 + body.length);
-  const v = new DataView(out.buffer);
-  v.setUint32(0, out.length, true);
-  v.setUint32(4, opcode, true);
-  v.setBigUint64(8, unique++, true);
-  v.setBigUint64(16, nodeid, true);
-  out.set(body, 40);
-  return out;
-}
 
 function cstr(s: string): Uint8Array {
   return concat(new TextEncoder().encode(s), new Uint8Array(1));
