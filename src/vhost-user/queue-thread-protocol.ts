@@ -2,7 +2,7 @@
 // MessagePort the thread reads with receiveMessageOnPort after its control eventfd fired (it
 // never runs its event loop while serving); a synchronous command is answered on a second port
 // and acknowledged through a SharedArrayBuffer the main thread waits on with Atomics.wait.
-import type { ActivationContext } from '../virtio/device.js';
+import type { VirtioDeviceModel } from '../virtio/device.js';
 import type { QueuePosition } from '../virtio/devices/queue-device.js';
 
 /** A guest RAM region as the queue thread maps it: the mapping is process-wide, so a host address is enough. */
@@ -85,16 +85,8 @@ export interface HostedDevice {
   drain?(): void;
 }
 
-export interface HostedQueueDevice {
-  readonly deviceType: number;
-  readonly queueMaxSizes: readonly number[];
-  readonly deviceFeatures: bigint;
-  readonly configSize: number;
-  readConfig(offset: number, data: Uint8Array): void;
-  writeConfig(offset: number, data: Uint8Array): void;
-  activate(context: ActivationContext): void;
-  notify(index: number): void;
-  reset(): void;
+/** A novm QueueDevice as the thread drives it: a device model that also reports its rings. */
+export interface HostedQueueDevice extends VirtioDeviceModel {
   quiesce?(index: number): Promise<void> | undefined;
   queuePosition?(index: number): QueuePosition | undefined;
 }

@@ -12,7 +12,7 @@ import { FsDevice, type FuseRequestHandler } from '../../src/virtio/devices/fs/f
 import type { QueueDevice } from '../../src/virtio/devices/queue-device.js';
 import { RngDevice } from '../../src/virtio/devices/rng/rng-device.js';
 import { VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1 } from '../../src/virtio/queue/features.js';
-import { fakeDriver, type FakeDriver } from './fake-driver.js';
+import { consoleControl, fakeDriver, type FakeDriver } from './fake-driver.js';
 
 const BASE = VIRTIO_F_VERSION_1 | VIRTIO_F_INDIRECT_DESC | VIRTIO_F_EVENT_IDX;
 const quiet = { log: () => {} };
@@ -108,15 +108,6 @@ test('virtio-blk read-only: writes fail with IOERR', () => {
   assert.equal(driver.memory.readU8(posted.addresses[2]!), VIRTIO_BLK_S_IOERR);
 });
 
-function control(id: number, event: number, value: number): Uint8Array {
-  const m = new Uint8Array(8);
-  const v = new DataView(m.buffer);
-  v.setUint32(0, id, true);
-  v.setUint16(4, event, true);
-  v.setUint16(6, value, true);
-  return m;
-}
-
 test('virtio-console multiport: handshake, port names, data both ways, open/close, resize', () => {
   const device = new ConsoleDevice({ ...quiet, ports: [{ console: true }, { name: 'org.novm.agent' }] });
   const features = BASE | VIRTIO_CONSOLE_F_MULTIPORT;
@@ -135,12 +126,12 @@ test('virtio-console multiport: handshake, port names, data both ways, open/clos
     return { id: v.getUint32(0, true), event: v.getUint16(4, true), value: v.getUint16(6, true), data: new TextDecoder().decode(bytes.subarray(8)), view: v };
   });
   postControlBuffers(8);
-  ctx!.post([{ length: 8, writable: false, data: control(0, ControlEvent.DeviceReady, 1) }]);
+  ctx!.post([{ length: 8, writable: false, data: consoleControl(0, ControlEvent.DeviceReady, 1) }]);
   device.notify(3);
   // The console port is added first, the others once it is ready.
   assert.deepEqual(readControl().map((m) => [m.id, m.event]), [[0, ControlEvent.DeviceAdd]]);
-  ctx!.post([{ length: 8, writable: false, data: control(0, ControlEvent.PortReady, 1) }]);
-  ctx!.post([{ length: 8, writable: false, data: control(1, ControlEvent.PortReady, 1) }]);
+  ctx!.post([{ length: 8, writable: false, data: consoleControl(0, ControlEvent.PortReady, 1) }]);
+  ctx!.post([{ length: 8, writable: false, data: consoleControl(1, ControlEvent.PortReady, 1) }]);
   device.notify(3);
   const messages = readControl();
   assert.deepEqual(messages.map((m) => [m.id, m.event, m.value]), [
@@ -164,7 +155,7 @@ test('virtio-console multiport: handshake, port names, data both ways, open/clos
   tx1!.post([{ length: 4, writable: false, data: new TextEncoder().encode('lost') }]);
   device.notify(5);
   assert.deepEqual(received, []);
-  ctx!.post([{ length: 8, writable: false, data: control(1, ControlEvent.PortOpen, 1) }]);
+  ctx!.post([{ length: 8, writable: false, data: consoleControl(1, ControlEvent.PortOpen, 1) }]);
   device.notify(3);
   tx1!.post([{ length: 3, writable: false, data: new TextEncoder().encode('hi!') }]);
   device.notify(5);
@@ -280,7 +271,7 @@ const subjects: Subject[] = [
     make: () => new ConsoleDevice({ ...quiet, ports: [{ console: true }, { name: 'x' }] }),
     works: (device, driver) => {
       driver.queues[2]!.post([{ length: 16, writable: true }]);
-      driver.queues[3]!.post([{ length: 8, writable: false, data: control(0, ControlEvent.DeviceReady, 1) }]);
+      driver.queues[3]!.post([{ length: 8, writable: false, data: consoleControl(0, ControlEvent.DeviceReady, 1) }]);
       device.notify(3);
       assert.equal(driver.queues[2]!.takeUsed()[0]?.length, 8);
     },

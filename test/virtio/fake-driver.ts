@@ -145,3 +145,13 @@ export function fakeDriver(count: number, size: number, features: bigint, memory
 function align(value: number, to: number): number {
   return Math.ceil(value / to) * to;
 }
+
+/** A virtio-console control message (virtio 1.2 5.3.6.2: id u32, event u16, value u16). */
+export function consoleControl(id: number, event: number, value: number): Uint8Array {
+  const m = new Uint8Array(8);
+  const v = new DataView(m.buffer);
+  v.setUint32(0, id, true);
+  v.setUint16(4, event, true);
+  v.setUint16(6, value, true);
+  return m;
+}

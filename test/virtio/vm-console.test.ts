@@ -8,16 +8,7 @@ import { withHvcConsole } from '../../src/machine/boot-vm.js';
 import { ControlEvent, VIRTIO_CONSOLE_F_MULTIPORT } from '../../src/virtio/devices/console/console-device.js';
 import { AGENT_PORT_NAME, createVmConsole, HVC_SYSRQ_PREFIX, portInput } from '../../src/virtio/devices/console/vm-console.js';
 import { VIRTIO_F_VERSION_1 } from '../../src/virtio/queue/features.js';
-import { fakeDriver } from './fake-driver.js';
-
-function control(id: number, event: number, value: number): Uint8Array {
-  const m = new Uint8Array(8);
-  const v = new DataView(m.buffer);
-  v.setUint32(0, id, true);
-  v.setUint16(4, event, true);
-  v.setUint16(6, value, true);
-  return m;
-}
+import { consoleControl, fakeDriver } from './fake-driver.js';
 
 test('vm console: handshake as Linux plays it, resize held until the console port is hooked up', () => {
   const device = createVmConsole({ log: () => {} });
@@ -33,7 +24,7 @@ test('vm console: handshake as Linux plays it, resize held until the console por
     return { id: view.getUint32(0, true), event: view.getUint16(4, true), value: view.getUint16(6, true), view };
   });
   const fromDriver = (id: number, event: number, value: number) => {
-    ctx!.post([{ length: 8, writable: false, data: control(id, event, value) }]);
+    ctx!.post([{ length: 8, writable: false, data: consoleControl(id, event, value) }]);
     device.notify(3);
   };
   // Resize before the console port is up goes nowhere (Linux would drop it: unknown port).
@@ -81,7 +72,7 @@ test('vm console: terminal input beyond the port buffer is refused in part and r
   const [rx0, , crx, ctx] = driver.queues;
   for (let i = 0; i < 4; i++) crx!.post([{ length: 64, writable: true }]);
   device.notify(2);
-  ctx!.post([{ length: 8, writable: false, data: control(0, ControlEvent.PortReady, 1) }]);
+  ctx!.post([{ length: 8, writable: false, data: consoleControl(0, ControlEvent.PortReady, 1) }]);
   device.notify(3);
   let spaces = 0;
   const input = portInput(device.ports[0]!, () => spaces++);
