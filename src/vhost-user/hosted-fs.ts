@@ -1,6 +1,6 @@
 // `novm vhost-user fs` inside a queue thread (see queue-thread.ts): the same FsDevice, FuseHandler
 // and UnionFs as in process, with the data I/O done inline (SyncDataIo) because the thread is
-// the device's own, and inode creation and large copy-ups on an I/O worker (StagedMetaIo). Loaded by queue-thread-worker.ts through its `createHostedDevice` export.
+// the device's own, and large copy-ups on an I/O worker (StagedMetaIo). Loaded by queue-thread-worker.ts through its `createHostedDevice` export.
 import { Worker } from 'node:worker_threads';
 import { SyncDataIo } from '../fs/data-io.js';
 import { StagedMetaIo } from '../fs/queued-meta-io.js';
@@ -25,15 +25,15 @@ export interface HostedFsOptions {
  *  blocks until it is applied) waits for at most that many, however busy the guest keeps the ring. */
 const REQUESTS_PER_RUN = 64;
 
-/** Shared buffers for metadata jobs (names of CREATE/MKDIR; a copy-up needs none): jobs out at once. */
+/** Copy-ups out at once (each holds a shared buffer only as its completion slot). */
 const META_JOBS = 8;
-const META_BUFFER_BYTES = 4096 + 8;
+const META_BUFFER_BYTES = 8;
 
 export function createHostedDevice(options: unknown): HostedDevice {
   const o = options as HostedFsOptions;
   const union = new UnionFs(configFromFlags(o.read, o.write));
-  // Inode creation (0.1-0.6 ms on this host's ext4) and large copy-ups run on an I/O worker; the
-  // queue thread serves other requests meanwhile and finishes these when the completion eventfd fires.
+  // Large copy-ups run on an I/O worker; the queue thread serves other requests meanwhile and
+  // finishes them when the completion eventfd fires (inode creation stays inline: StagedMetaIo).
   const completionFd = libc.check('eventfd', libc.eventfd(0, libc.EFD_CLOEXEC | libc.EFD_NONBLOCK));
   const memory = allocateSharedQueue(META_JOBS, META_BUFFER_BYTES, completionFd);
   const queue = new SharedQueue(memory);
