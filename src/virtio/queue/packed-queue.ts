@@ -12,6 +12,7 @@ import type { DescriptorChain } from './descriptor-chain.js';
 import { QueueViolation } from './errors.js';
 import { VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, hasFeature } from './features.js';
 import { fullFence } from './memory-fence.js';
+import { checkArea, hex, readU64AsNumber } from './ring-memory.js';
 import { MAX_INDIRECT_ENTRIES, MAX_QUEUE_SIZE, type QueueStart } from './split-queue.js';
 
 const F_NEXT = 1;
@@ -217,20 +218,4 @@ export class PackedQueue {
   disableNotifications(): void {
     this.memory.writeU16LE(this.deviceEvent + 2, EVENT_DISABLE);
   }
-}
-
-function checkArea(memory: GuestMemory, what: string, address: number, length: number, align: number): void {
-  if (!Number.isSafeInteger(address) || address % align !== 0) throw new QueueViolation('ring-misaligned', `${what} at ${hex(address)} is not ${align}-byte aligned`);
-  if (!memory.isValidRange(address, length)) throw new QueueViolation('ring-out-of-memory', `${what} at ${hex(address)} + ${length} is not guest RAM`);
-}
-
-function readU64AsNumber(memory: GuestMemory, address: number): number | undefined {
-  const low = memory.readU32LE(address);
-  const high = memory.readU32LE(address + 4);
-  if (high >= 0x20_0000) return undefined;
-  return high * 0x1_0000_0000 + low;
-}
-
-function hex(value: number | undefined): string {
-  return value === undefined ? '>2^53' : `0x${value.toString(16)}`;
 }

@@ -11,6 +11,7 @@ import { DescriptorChain } from './descriptor-chain.js';
 import { QueueViolation } from './errors.js';
 import { VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, hasFeature } from './features.js';
 import { fullFence } from './memory-fence.js';
+import { checkArea, hex, readU64AsNumber } from './ring-memory.js';
 
 const DESC_F_NEXT = 1;
 const DESC_F_WRITE = 2;
@@ -218,25 +219,4 @@ export class SplitQueue {
     if (!this.eventIdx) this.memory.writeU16LE(this.usedAddr, this.memory.readU16LE(this.usedAddr) | USED_F_NO_NOTIFY);
     // With EVENT_IDX, leaving avail_event behind has the same effect.
   }
-}
-
-function checkArea(memory: GuestMemory, what: string, address: number, length: number, align: number): void {
-  if (!Number.isSafeInteger(address) || address % align !== 0) {
-    throw new QueueViolation('ring-misaligned', `${what} at ${hex(address)} is not ${align}-byte aligned`);
-  }
-  if (!memory.isValidRange(address, length)) {
-    throw new QueueViolation('ring-out-of-memory', `${what} at ${hex(address)} + ${length} is not guest RAM`);
-  }
-}
-
-/** A u64 guest address as a number, or undefined if it is beyond 2^53 (never RAM). */
-function readU64AsNumber(memory: GuestMemory, address: number): number | undefined {
-  const low = memory.readU32LE(address);
-  const high = memory.readU32LE(address + 4);
-  if (high >= 0x20_0000) return undefined;
-  return high * 0x1_0000_0000 + low;
-}
-
-function hex(value: number | undefined): string {
-  return value === undefined ? '>2^53' : `0x${value.toString(16)}`;
 }
