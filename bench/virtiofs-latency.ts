@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { GuestAddress } from '../src/memory/address.js';
 import { createMemfdMemory, releaseRegions } from '../src/memory/memfd-memory.js';
 import * as libc from '../src/native/libc.js';
-import { AF_UNIX, POLLIN, SOCK_CLOEXEC, SOCK_STREAM, connect, poll, socket, unixAddress } from '../src/native/socket-calls.js';
+import { AF_UNIX, POLLIN, SOCK_CLOEXEC, SOCK_STREAM, poll, socket } from '../src/native/socket-calls.js';
 import { VIRTIO_F_VERSION_1 } from '../src/virtio/queue/features.js';
 import { PROTOCOL_F_REPLY_ACK, Request, VHOST_USER_F_PROTOCOL_FEATURES } from '../src/vhost-user/protocol.js';
 import { FakeQueue } from '../test/virtio/fake-driver.js';
@@ -48,10 +48,7 @@ async function measure(label: string, start: (socket: string, shared: string) =>
   const call = libc.eventfd(0, libc.EFD_CLOEXEC | libc.EFD_NONBLOCK);
   const fd = libc.check('socket', socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   try {
-    for (let i = 0; i < 200 && !existsSync(path); i++) await sleep(25);
-    const address = unixAddress(path);
-    libc.check('connect', connect(fd, address, address.length));
-    const f = new FakeFrontEnd(fd);
+    const f = await FakeFrontEnd.connectTo(fd, path);
     f.send(Request.SetOwner, new Uint8Array());
     f.send(Request.GetFeatures, new Uint8Array());
     await f.receive(5000);

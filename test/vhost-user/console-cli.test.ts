@@ -3,7 +3,7 @@
 // what is written to its stdin lands in the guest's receive buffers.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { GuestAddress } from '../../src/memory/address.js';
 import { createMemfdMemory, releaseRegions } from '../../src/memory/memfd-memory.js';
 import * as libc from '../../src/native/libc.js';
-import { AF_UNIX, SOCK_CLOEXEC, SOCK_STREAM, connect, socket, unixAddress } from '../../src/native/socket-calls.js';
+import { AF_UNIX, SOCK_CLOEXEC, SOCK_STREAM, socket } from '../../src/native/socket-calls.js';
 import { VIRTIO_F_VERSION_1 } from '../../src/virtio/queue/features.js';
 import { PROTOCOL_F_REPLY_ACK, Request } from '../../src/vhost-user/protocol.js';
 import { FakeQueue } from '../virtio/fake-driver.js';
@@ -31,10 +31,7 @@ test('novm vhost-user console: guest port 0 <-> process stdout/stdin', { timeout
   const calls = [libc.eventfd(0, libc.EFD_CLOEXEC | libc.EFD_NONBLOCK), libc.eventfd(0, libc.EFD_CLOEXEC | libc.EFD_NONBLOCK)];
   const fd = libc.check('socket', socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   try {
-    for (let i = 0; i < 200 && !existsSync(path); i++) await sleep(25);
-    const address = unixAddress(path);
-    libc.check('connect', connect(fd, address, address.length));
-    const f = new FakeFrontEnd(fd);
+    const f = await FakeFrontEnd.connectTo(fd, path);
     const UVA = 0x7100_0000_0000n;
     // Without VIRTIO_CONSOLE_F_MULTIPORT there is one port, always open (§5.3.6).
     f.send(Request.SetFeatures, u64(VIRTIO_F_VERSION_1));

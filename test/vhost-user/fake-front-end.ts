@@ -1,10 +1,10 @@
 // A fake vhost-user front end for tests: speaks the wire format over one end of a socketpair,
 // sends descriptors, and waits for replies without blocking the event loop (the back end runs
 // in the same process).
-import { readdirSync, readlinkSync } from 'node:fs';
+import { existsSync, readdirSync, readlinkSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as libc from '../../src/native/libc.js';
-import { MSG_DONTWAIT, MessageBuffers } from '../../src/native/socket-calls.js';
+import { MSG_DONTWAIT, MessageBuffers, connect, unixAddress } from '../../src/native/socket-calls.js';
 import { FLAG_NEED_REPLY, FLAG_VERSION, HEADER_SIZE } from '../../src/vhost-user/protocol.js';
 
 /** How many descriptors this process has open (leak checks). */
@@ -34,6 +34,15 @@ export class FakeFrontEnd {
   private readonly input = new MessageBuffers(8192, 16);
 
   constructor(readonly fd: number) {}
+
+  /** Connects the Unix stream socket `fd` to a back end listening at `path` (waiting up to 5 s
+   *  for it to appear) and speaks for it. */
+  static async connectTo(fd: number, path: string): Promise<FakeFrontEnd> {
+    for (let i = 0; i < 200 && !existsSync(path); i++) await sleep(25);
+    const address = unixAddress(path);
+    libc.check('connect', connect(fd, address, address.length));
+    return new FakeFrontEnd(fd);
+  }
 
   /** Sends a raw message; `size` overrides the header's size field (for lies). */
   send(request: number, payload: Uint8Array, fds: readonly number[] = [], options: { needReply?: boolean; size?: number; flags?: number } = {}): void {
