@@ -155,3 +155,17 @@ export function consoleControl(id: number, event: number, value: number): Uint8A
   v.setUint16(6, value, true);
   return m;
 }
+
+/** Points the descriptors of a random 16-byte-descriptor ring whose first byte is odd at plausible
+ *  places (address below 0x20000, length below 0x2000), so hostile-ring tests reach past the
+ *  first bounds check; the layout of addr and len is the same in split and packed rings. */
+export function maskSomeDescriptors(ring: Uint8Array, count: number): void {
+  const view = new DataView(ring.buffer, ring.byteOffset, ring.byteLength);
+  for (let i = 0; i < count; i++) {
+    if (ring[16 * i]! & 1) {
+      view.setUint32(16 * i + 4, 0, true);
+      view.setUint32(16 * i, view.getUint32(16 * i, true) & 0x1ffff, true);
+      view.setUint32(16 * i + 8, view.getUint32(16 * i + 8, true) & 0x1fff, true);
+    }
+  }
+}

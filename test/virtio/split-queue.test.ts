@@ -9,7 +9,7 @@ import { DescriptorChain } from '../../src/virtio/queue/descriptor-chain.js';
 import { QueueViolation, type QueueViolationCode } from '../../src/virtio/queue/errors.js';
 import { VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1 } from '../../src/virtio/queue/features.js';
 import { SplitQueue } from '../../src/virtio/queue/split-queue.js';
-import { fakeDriver } from './fake-driver.js';
+import { fakeDriver, maskSomeDescriptors } from './fake-driver.js';
 
 const ALL = VIRTIO_F_VERSION_1 | VIRTIO_F_INDIRECT_DESC | VIRTIO_F_EVENT_IDX;
 
@@ -231,15 +231,7 @@ test('hostile rings: random descriptor tables and avail rings yield in-RAM chain
       fc.uint8Array({ minLength: 512, maxLength: 512 }),
       (table, ring, availIdx, features, indirectArea) => {
         const memory = GuestMemory.anonymous([{ start: 0, size: 0x10000 }]);
-        // Make some descriptors point at plausible places: mask addresses into [0, 0x20000).
-        const t = new DataView(table.buffer);
-        for (let i = 0; i < 16; i++) {
-          if (table[16 * i]! & 1) {
-            t.setUint32(16 * i + 4, 0, true);
-            t.setUint32(16 * i, t.getUint32(16 * i, true) & 0x1ffff, true);
-            t.setUint32(16 * i + 8, t.getUint32(16 * i + 8, true) & 0x1fff, true);
-          }
-        }
+        maskSomeDescriptors(table, 16);
         memory.write(0x1000, table);
         memory.write(0x2004, ring);
         memory.write(0x8000, indirectArea);
