@@ -305,37 +305,27 @@ export class FuseHandler {
   /** An error reply to the request with this unique id (also for requests finished later). */
   private errorReplyFor(errno: number, uniqueLow: number, uniqueHigh: number): Uint8Array {
     this.metrics.errors++;
-    const out = this.out;
-    out.setUint32(0, OUT_HEADER_SIZE, true);
-    out.setInt32(4, -errno, true);
-    out.setUint32(8, uniqueLow, true);
-    out.setUint32(12, uniqueHigh, true);
-    return this.reply.subarray(0, OUT_HEADER_SIZE);
+    return this.header(OUT_HEADER_SIZE, -errno, uniqueLow, uniqueHigh);
   }
 
   /** Fills the out header for a successful reply of `bodySize` bytes in this.reply. */
   private ok(bodySize: number): Uint8Array {
-    const total = OUT_HEADER_SIZE + bodySize;
-    this.writeHeader(this.out, total);
-    return this.reply.subarray(0, total);
+    return this.okFor(bodySize, this.dv.getUint32(this.base + 8, true), this.dv.getUint32(this.base + 12, true));
   }
 
   /** ok() for a request finished after others were decoded (its unique id was kept). */
   private okFor(bodySize: number, uniqueLow: number, uniqueHigh: number): Uint8Array {
-    const total = OUT_HEADER_SIZE + bodySize;
+    return this.header(OUT_HEADER_SIZE + bodySize, 0, uniqueLow, uniqueHigh);
+  }
+
+  /** fuse_out_header {len, error, unique} in this.reply; returns the reply's `total` bytes. */
+  private header(total: number, error: number, uniqueLow: number, uniqueHigh: number): Uint8Array {
     const out = this.out;
     out.setUint32(0, total, true);
-    out.setInt32(4, 0, true);
+    out.setInt32(4, error, true);
     out.setUint32(8, uniqueLow, true);
     out.setUint32(12, uniqueHigh, true);
     return this.reply.subarray(0, total);
-  }
-
-  private writeHeader(out: DataView, total: number): void {
-    out.setUint32(0, total, true);
-    out.setInt32(4, 0, true);
-    out.setUint32(8, this.dv.getUint32(this.base + 8, true), true);
-    out.setUint32(12, this.dv.getUint32(this.base + 12, true), true);
   }
 
   private setU64(out: DataView, o: number, value: number): void {
