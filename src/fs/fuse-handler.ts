@@ -514,7 +514,7 @@ export class FuseHandler {
     const low = this.dv.getUint32(this.base + 8, true);
     const high = this.dv.getUint32(this.base + 12, true);
     node.lookups++;
-    this.metaIo!.copyData(plan.copy.src, plan.copy.tmp, plan.copy.size, (result) => {
+    this.metaIo!.copyData(plan.copy.src, plan.copy.tmp, plan.copy.source.size, (result) => {
       this.copying.delete(node);
       let errno = 0;
       try {

@@ -124,24 +124,20 @@ interface CopyUpSource {
   readonly times: readonly number[];
 }
 
-/** A regular file's copy in progress: the source, the temporary copy and what it gets at the end. */
+/** A regular file's copy in progress: the open source, the temporary copy in `dirFd`, and the
+ *  lower object whose owner, mode and times it gets at the end. */
 export interface RegularCopy {
   readonly src: number;
   tmp: number;
   /** The hidden temporary name when O_TMPFILE is not available, until renamed into place. */
   tmpName: string | null;
   readonly dirFd: number;
-  readonly mode: number;
-  readonly uid: number;
-  readonly gid: number;
-  readonly size: number;
-  readonly times: readonly number[];
+  readonly source: CopyUpSource;
 }
 
 /** A copy-up whose data copy runs elsewhere (planCopyUp / completeCopyUp). */
 export interface PlannedCopyUp {
   readonly node: FsNode;
-  readonly source: CopyUpSource;
   readonly copy: RegularCopy;
 }
 
@@ -540,7 +536,7 @@ export class UnionFs {
       case S_IFREG: {
         const copy = this.beginRegularCopy(node.fd, source);
         try {
-          this.copier.copy(copy.src, copy.tmp, copy.size);
+          this.copier.copy(copy.src, copy.tmp, source.size);
           this.finishRegularCopy(copy, node.name);
         } finally {
           this.endRegularCopy(copy);
@@ -567,7 +563,7 @@ export class UnionFs {
   planCopyUp(node: FsNode, minSize: number): PlannedCopyUp | null {
     if (node.isUpper || node.type !== S_IFREG || this.st.ofFd(node.fd).size < minSize) return null;
     const source = this.copyUpSource(node);
-    return { node, source, copy: this.beginRegularCopy(node.fd, source) };
+    return { node, copy: this.beginRegularCopy(node.fd, source) };
   }
 
   /** The second half of a planned copy-up; throws FsError if the copy or the rest failed. */
@@ -576,12 +572,12 @@ export class UnionFs {
       if (result < 0) throw fsError(-result);
       // The node may have been copied up meanwhile by a request that did not wait (a bug) or
       // renamed: only a node still in the place it was planned for takes the copy.
-      if (plan.node.isUpper || plan.node.parent !== plan.source.parent) throw fsError(Errno.ESTALE);
+      if (plan.node.isUpper || plan.node.parent !== plan.copy.source.parent) throw fsError(Errno.ESTALE);
       this.finishRegularCopy(plan.copy, plan.node.name);
     } finally {
       this.endRegularCopy(plan.copy);
     }
-    this.adoptCopy(plan.node, plan.source);
+    this.adoptCopy(plan.node, plan.copy.source);
   }
 
   /** What a copy-up needs to know of the lower object; copies the parent up first. */
@@ -635,7 +631,7 @@ export class UnionFs {
     const dirFd = source.parent.fd;
     const mode = source.mode;
     const src = sys(openat(AT_FDCWD, procPath(srcPathFd), O_RDONLY | O_CLOEXEC, 0));
-    const copy: RegularCopy = { src, tmp: -1, tmpName: null, dirFd, mode, uid: source.uid, gid: source.gid, size: source.size, times: source.times };
+    const copy: RegularCopy = { src, tmp: -1, tmpName: null, dirFd, source };
     try {
       if (this.tmpfileSupported) {
         copy.tmp = openat(dirFd, '.', O_TMPFILE | O_RDWR | O_CLOEXEC, mode & 0o7777);
@@ -658,11 +654,11 @@ export class UnionFs {
 
   /** Owner, mode, xattrs and times on the copied data, then the copy into place as `name`. */
   private finishRegularCopy(copy: RegularCopy, name: string): void {
-    const { tmp, dirFd } = copy;
-    fchownat(tmp, '', copy.uid, copy.gid, AT_EMPTY_PATH);
-    chmod(procPath(tmp), copy.mode & 0o7777);
+    const { tmp, dirFd, source } = copy;
+    fchownat(tmp, '', source.uid, source.gid, AT_EMPTY_PATH);
+    chmod(procPath(tmp), source.mode & 0o7777);
     this.copyXattrs(procPath(copy.src), procPath(tmp));
-    utimensat(tmp, '', this.timesBytes(copy.times), AT_EMPTY_PATH);
+    utimensat(tmp, '', this.timesBytes(source.times), AT_EMPTY_PATH);
     if (copy.tmpName === null) {
       sys(linkat(AT_FDCWD, procPath(tmp), dirFd, this.nameA.set(name), AT_SYMLINK_FOLLOW), 'link copy-up');
     } else {
