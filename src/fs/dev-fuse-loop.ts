@@ -2,8 +2,9 @@
 // kernel wakes this thread directly, as it would a C server), the handler, a write() of the reply.
 // Metadata and page-cache hits complete inline; blocking data work (cache-missing reads, large
 // writes, fsync) is queued to the I/O workers (io-worker.ts), which reply on their own, so a slow
-// request never holds up the loop; so is the inode creation of CREATE, whose result comes back
-// through an eventfd for the loop to finish. The loop ends when the kernel reports ENODEV.
+// request never holds up the loop; so are the inode creation of CREATE and MKDIR and the data of
+// large copy-ups, whose results come back through an eventfd for the loop to finish
+// (queued-meta-io.ts). The loop ends when the kernel reports ENODEV.
 import { parentPort, workerData } from 'node:worker_threads';
 import { lastErrno, readFd, writeFd } from '../native/fs-calls.js';
 import * as libc from '../native/libc.js';
@@ -13,7 +14,7 @@ import type { DataIo, DataReply, Unique } from './data-io.js';
 import { Errno } from './errors.js';
 import { FuseHandler } from './fuse-handler.js';
 import { type Cursor, QueuedMetaIo } from './queued-meta-io.js';
-import { JOB_FDATASYNC, JOB_FSYNC, JOB_READ, JOB_WRITE, SharedQueue, type SharedQueueMemory, STAT_ERRORS, STAT_FDS, STAT_FILES, STAT_NODES, STAT_REQUESTS, STAT_UNEXPECTED } from './shared-queue.js';
+import { CONTROL_FREE_SEQ, JOB_FDATASYNC, JOB_FSYNC, JOB_READ, JOB_WRITE, SharedQueue, type SharedQueueMemory, STAT_ERRORS, STAT_FDS, STAT_FILES, STAT_NODES, STAT_REQUESTS, STAT_UNEXPECTED } from './shared-queue.js';
 import { UnionFs } from './union.js';
 
 export interface LoopWorkerData {
@@ -121,7 +122,7 @@ function serve(data: LoopWorkerData): void {
   const deadline = Date.now() + 10_000;
   while (!queue.allFree() && Date.now() < deadline) {
     meta.collect();
-    Atomics.wait(queue.control, 3, Atomics.load(queue.control, 3), 100);
+    Atomics.wait(queue.control, CONTROL_FREE_SEQ, Atomics.load(queue.control, CONTROL_FREE_SEQ), 100);
   }
   handler.closeAll();
   union.close();

@@ -1,6 +1,7 @@
-// An I/O worker thread: takes jobs queued by the /dev/fuse loop and does the blocking system calls.
-// Data jobs (pread, pwrite, fsync) write their reply to /dev/fuse themselves; a metadata job
-// (CREATE, MKDIR, a large copy-up's data) hands its result back to the loop, which owns the
+// An I/O worker thread: takes jobs queued by a serving thread (the /dev/fuse loop, or a vhost-user
+// fs queue thread for its copy-ups) and does the blocking system calls. Data jobs (pread, pwrite,
+// fsync; /dev/fuse only) write their reply to /dev/fuse themselves; a metadata job (CREATE, MKDIR,
+// a large copy-up's data) hands its result back to the serving thread, which owns the
 // file-system state (shared-queue.ts).
 import { parentPort, workerData } from 'node:worker_threads';
 import { fdatasync, fsync, lastErrno, pread, pwrite, writeFd } from '../native/fs-calls.js';
