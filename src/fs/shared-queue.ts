@@ -1,9 +1,10 @@
-// Shared state between the /dev/fuse loop thread and the I/O worker threads: request buffers, their
-// ownership, and a ring of jobs. Every job holds the request buffer it came in, so the ring never
-// holds more jobs than there are buffers and a slot is never overwritten before it is taken.
-// Data jobs (READ, WRITE, FSYNC) are answered by the worker itself. Metadata jobs (CREATE) only run
-// the blocking system calls: the worker stores the result with the buffer, marks it DONE and
-// signals the completion eventfd; the loop, which owns the file-system state, finishes the reply.
+// Shared state between a serving thread (the /dev/fuse loop, or a vhost-user fs queue thread) and
+// its I/O worker threads: buffers, their ownership, and a ring of jobs. Every job holds a buffer
+// (the /dev/fuse loop's request buffer it came in), so the ring never holds more jobs than there
+// are buffers and a slot is never overwritten before it is taken. Data jobs (READ, WRITE, FSYNC)
+// are answered by the worker itself. Metadata jobs (CREATE, MKDIR, COPY) only run the blocking
+// system calls: the worker stores the result with the buffer, marks it DONE and signals the
+// completion eventfd; the serving thread, which owns the file-system state, finishes the reply.
 export const CONTROL_STOP = 0;
 export const CONTROL_HEAD = 1;
 export const CONTROL_TAIL = 2;
