@@ -119,38 +119,21 @@ export class SyncDataIo implements DataIo {
   }
 
   read(fd: number, offset: number, size: number, unique: Unique, done: DataReply): void {
-    const want = Math.min(size, MAX_WRITE);
-    let got = 0;
     // A short read is end of file to the client: retry until EOF (0) or an error.
-    while (got < want) {
-      const n = pread(fd, this.data.subarray(got), want - got, offset + got);
-      if (n < 0) {
-        const errno = lastErrno();
-        if (errno === EINTR) continue;
-        if (got > 0) break;
-        header(this.out, OUT_HEADER_SIZE, -errno, unique);
-        return done(this.reply.subarray(0, OUT_HEADER_SIZE));
-      }
-      if (n === 0) break;
-      got += n;
+    const got = transferAll(pread, fd, this.data, Math.min(size, MAX_WRITE), offset);
+    if (got < 0) {
+      header(this.out, OUT_HEADER_SIZE, got, unique);
+      return done(this.reply.subarray(0, OUT_HEADER_SIZE));
     }
     header(this.out, OUT_HEADER_SIZE + got, 0, unique);
     done(this.reply.subarray(0, OUT_HEADER_SIZE + got));
   }
 
   write(fd: number, data: Uint8Array, offset: number, unique: Unique, done: DataReply): void {
-    let put = 0;
-    while (put < data.length) {
-      const n = pwrite(fd, data.subarray(put), data.length - put, offset + put);
-      if (n < 0) {
-        const errno = lastErrno();
-        if (errno === EINTR) continue;
-        if (put > 0) break;
-        header(this.out, OUT_HEADER_SIZE, -errno, unique);
-        return done(this.reply.subarray(0, OUT_HEADER_SIZE));
-      }
-      if (n === 0) break;
-      put += n;
+    const put = transferAll(pwrite, fd, data, data.length, offset);
+    if (put < 0) {
+      header(this.out, OUT_HEADER_SIZE, put, unique);
+      return done(this.reply.subarray(0, OUT_HEADER_SIZE));
     }
     header(this.out, OUT_HEADER_SIZE + 8, 0, unique);
     this.out.setUint32(OUT_HEADER_SIZE, put, true);
@@ -165,4 +148,22 @@ export class SyncDataIo implements DataIo {
     header(this.out, OUT_HEADER_SIZE, result < 0 ? -lastErrno() : 0, unique);
     done(this.reply.subarray(0, OUT_HEADER_SIZE));
   }
+}
+
+/** pread or pwrite of `want` bytes of `buffer` at `offset`, resumed after short transfers and EINTR
+ *  until done, end of file (0) or an error: the bytes moved, or -errno if the first call failed. */
+function transferAll(call: typeof pread, fd: number, buffer: Uint8Array, want: number, offset: number): number {
+  let moved = 0;
+  while (moved < want) {
+    const n = call(fd, buffer.subarray(moved), want - moved, offset + moved);
+    if (n < 0) {
+      const errno = lastErrno();
+      if (errno === EINTR) continue;
+      if (moved > 0) break;
+      return -errno;
+    }
+    if (n === 0) break;
+    moved += n;
+  }
+  return moved;
 }
