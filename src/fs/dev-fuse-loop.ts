@@ -6,15 +6,17 @@
 // large copy-ups, whose results come back through an eventfd for the loop to finish
 // (queued-meta-io.ts). The loop ends when the kernel reports ENODEV.
 import { parentPort, workerData } from 'node:worker_threads';
-import { lastErrno, readFd, writeFd } from '../native/fs-calls.js';
+import { CAP_FSETID, capget, capset, LINUX_CAPABILITY_VERSION_3, lastErrno, readFd, writeFd } from '../native/fs-calls.js';
 import * as libc from '../native/libc.js';
 import { POLLIN, poll } from '../native/socket-calls.js';
 import type { FsConfig } from './config.js';
 import type { DataIo, DataReply, Unique } from './data-io.js';
 import { Errno } from './errors.js';
+import { FUSE_DEV_IOC_BACKING_CLOSE, FUSE_DEV_IOC_BACKING_OPEN } from './fuse-abi.js';
 import { FuseHandler } from './fuse-handler.js';
+import type { BackingFiles } from './passthrough.js';
 import { type Cursor, QueuedMetaIo } from './queued-meta-io.js';
-import { CONTROL_FREE_SEQ, JOB_FDATASYNC, JOB_FSYNC, JOB_READ, JOB_WRITE, SharedQueue, type SharedQueueMemory, STAT_ERRORS, STAT_FDS, STAT_FILES, STAT_NODES, STAT_REQUESTS, STAT_UNEXPECTED } from './shared-queue.js';
+import { CONTROL_FREE_SEQ, JOB_FDATASYNC, JOB_FSYNC, JOB_READ, JOB_WRITE, SharedQueue, type SharedQueueMemory, STAT_BACKING_FILES, STAT_ERRORS, STAT_FDS, STAT_FILES, STAT_NODES, STAT_REQUESTS, STAT_UNEXPECTED } from './shared-queue.js';
 import { UnionFs } from './union.js';
 
 export interface LoopWorkerData {
@@ -22,6 +24,42 @@ export interface LoopWorkerData {
   readonly config: FsConfig;
   readonly cacheTimeoutSeconds: number;
   readonly queue: SharedQueueMemory;
+  readonly passthrough: boolean;
+}
+
+/**
+ * Passthrough backing files registered on this /dev/fuse connection. The kernel does the I/O of a
+ * passthrough file with the credentials of the thread that registered it; a write through them
+ * clears set-user-ID/set-group-ID bits only without CAP_FSETID. So this thread registers with
+ * CAP_FSETID dropped from its effective set (restored at once), and unprivileged clients' writes
+ * clear those bits as they would on the host. Root's writes clear them too (stricter than a
+ * native file system, never looser).
+ */
+function backingFilesOf(devFd: number): BackingFiles {
+  const map = new Uint8Array(16);
+  const mapView = new DataView(map.buffer);
+  const id = new Uint32Array(1);
+  const header = Uint32Array.of(LINUX_CAPABILITY_VERSION_3, 0);
+  const caps = new Uint32Array(6);
+  const withoutFsetid = new Uint32Array(6);
+  const haveCaps = capget(header, caps) === 0;
+  withoutFsetid.set(caps);
+  withoutFsetid[0] = caps[0]! & ~(1 << CAP_FSETID);
+  return {
+    open(fd) {
+      mapView.setInt32(0, fd, true); // struct fuse_backing_map: fd, flags 0, padding 0
+      // Without the capability sets the credentials would be wrong: serve the file ourselves.
+      if (!haveCaps || capset(header, withoutFsetid) !== 0) return -Errno.EPERM;
+      const r = libc.ioctlPtr(devFd, FUSE_DEV_IOC_BACKING_OPEN, map);
+      const errno = r > 0 ? 0 : lastErrno();
+      capset(header, caps);
+      return r > 0 ? r : -errno;
+    },
+    close(backingId) {
+      id[0] = backingId;
+      libc.ioctlPtr(devFd, FUSE_DEV_IOC_BACKING_CLOSE, id);
+    },
+  };
 }
 
 /** Hands blocking data work to the I/O workers; the request buffer goes with the job. */
@@ -50,7 +88,10 @@ function serve(data: LoopWorkerData): void {
   // Writeback and read-ahead may hold at most all but 4 request buffers: the rest stay free for
   // the requests of other processes while a large flush saturates the I/O threads.
   const meta = new QueuedMetaIo(queue, cursor);
-  const handler = new FuseHandler(union, { cacheTimeoutSeconds: data.cacheTimeoutSeconds, dataIo: io, metaIo: meta, log, maxBackground: Math.max(1, queue.count - 4) });
+  const handler = new FuseHandler(union, {
+    cacheTimeoutSeconds: data.cacheTimeoutSeconds, dataIo: io, metaIo: meta, log, maxBackground: Math.max(1, queue.count - 4),
+    ...(data.passthrough ? { backingFiles: backingFilesOf(data.devFd) } : {}),
+  });
   const fd = data.devFd;
   const completionFd = queue.memory.completionFd;
   // poll(2) set: /dev/fuse and the completion eventfd. Only used while metadata jobs are out:
@@ -110,6 +151,7 @@ function serve(data: LoopWorkerData): void {
     stats[STAT_REQUESTS] = m.requests;
     stats[STAT_ERRORS] = m.errors;
     stats[STAT_UNEXPECTED] = m.unexpected;
+    stats[STAT_BACKING_FILES] = m.backingFiles;
   }
   if (handler.profile) {
     const p = handler.profile;

@@ -16,13 +16,15 @@ import * as libc from '../native/libc.js';
 import { Errno, errnoOf } from './errors.js';
 import { MAX_WRITE, REQUEST_BUFFER_SIZE } from './fuse-abi.js';
 import { type FsConfig, isWithin, type ResolvedMount } from './config.js';
-import { allocateSharedQueue, SharedQueue, STAT_ERRORS, STAT_FDS, STAT_FILES, STAT_NODES, STAT_REQUESTS, STAT_UNEXPECTED } from './shared-queue.js';
+import { allocateSharedQueue, SharedQueue, STAT_BACKING_FILES, STAT_ERRORS, STAT_FDS, STAT_FILES, STAT_NODES, STAT_REQUESTS, STAT_UNEXPECTED } from './shared-queue.js';
 
 export interface DevFuseOptions {
   /** I/O worker threads for blocking data work (default 4). */
   readonly ioWorkers?: number;
   /** Request buffers of 1 MiB + 4 KiB: the bound on requests in flight (default 32). */
   readonly buffers?: number;
+  /** Use FUSE passthrough where the kernel offers it and this process may (default true). */
+  readonly passthrough?: boolean;
   readonly log?: (line: string) => void;
 }
 
@@ -71,6 +73,8 @@ export interface ServerStats {
   requests: number;
   errors: number;
   unexpected: number;
+  /** Host files registered as passthrough backing files. */
+  backingFiles: number;
 }
 
 export class DevFuseServer {
@@ -88,9 +92,11 @@ export class DevFuseServer {
     this.log = options.log ?? ((line) => process.stderr.write(`novm fs: ${line}\n`));
     this.ioWorkers = options.ioWorkers ?? 4;
     this.buffers = options.buffers ?? 32;
+    this.passthrough = options.passthrough ?? true;
     this.cacheTimeoutSeconds = config.cacheTimeoutSeconds ?? 1;
   }
   private readonly buffers: number;
+  private readonly passthrough: boolean;
   private readonly cacheTimeoutSeconds: number;
 
   /** Opens /dev/fuse, mounts, and starts the serving threads. */
@@ -131,7 +137,7 @@ export class DevFuseServer {
       return w;
     };
     for (let i = 0; i < this.ioWorkers; i++) start('./io-worker.js', { devFd: this.fd, queue: memory });
-    const loop = start('./dev-fuse-loop.js', { devFd: this.fd, config: this.config, cacheTimeoutSeconds: this.cacheTimeoutSeconds, queue: memory });
+    const loop = start('./dev-fuse-loop.js', { devFd: this.fd, config: this.config, cacheTimeoutSeconds: this.cacheTimeoutSeconds, queue: memory, passthrough: this.passthrough });
     loop.on('exit', (code) => {
       // If the loop died, end the I/O workers too; a mount left behind is detached.
       this.queue?.stop();
@@ -166,8 +172,8 @@ export class DevFuseServer {
 
   stats(): ServerStats {
     const s = this.queue?.stats;
-    if (!s) return { nodes: 0, fds: 0, files: 0, requests: 0, errors: 0, unexpected: 0 };
-    return { nodes: s[STAT_NODES]!, fds: s[STAT_FDS]!, files: s[STAT_FILES]!, requests: s[STAT_REQUESTS]!, errors: s[STAT_ERRORS]!, unexpected: s[STAT_UNEXPECTED]! };
+    if (!s) return { nodes: 0, fds: 0, files: 0, requests: 0, errors: 0, unexpected: 0, backingFiles: 0 };
+    return { nodes: s[STAT_NODES]!, fds: s[STAT_FDS]!, files: s[STAT_FILES]!, requests: s[STAT_REQUESTS]!, errors: s[STAT_ERRORS]!, unexpected: s[STAT_UNEXPECTED]!, backingFiles: s[STAT_BACKING_FILES]! };
   }
 
   /** Unmounts (the kernel flushes dirty data through us meanwhile); `lazy` detaches a busy mount. */

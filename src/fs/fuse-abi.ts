@@ -1,9 +1,10 @@
-// The FUSE wire format, from <linux/fuse.h> (protocol 7.38 on this machine). Offsets are relative
-// to the start of a request (after the 40-byte fuse_in_header where noted by IN) or of a reply.
+// The FUSE wire format, from <linux/fuse.h> (7.38 in this machine's headers; the 7.40 passthrough
+// additions as the running kernel defines them). Offsets are relative to the start of a request
+// (after the 40-byte fuse_in_header where noted by IN) or of a reply.
 
 /** The protocol this server implements; the client's minor is accepted from MIN_MINOR up. */
 export const FUSE_KERNEL_VERSION = 7;
-export const FUSE_KERNEL_MINOR_VERSION = 38;
+export const FUSE_KERNEL_MINOR_VERSION = 40;
 export const FUSE_MIN_MINOR_VERSION = 31;
 
 export const Opcode = {
@@ -50,6 +51,11 @@ export const FUSE_CACHE_SYMLINKS = 1 << 23;
 export const FUSE_HANDLE_KILLPRIV_V2 = 1 << 28;
 export const FUSE_SETXATTR_EXT = 1 << 29;
 export const FUSE_INIT_EXT = 1 << 30;
+// fuse_init_in.flags2 / fuse_init_out.flags2: bit N here is bit N + 32 of the 64-bit flags.
+/** FUSE_PASSTHROUGH (bit 37): opens may name a backing file (7.40). */
+export const FUSE2_PASSTHROUGH = 1 << 5;
+/** fuse_init_out.max_stack_depth (7.40): how deep backing files may be stacked under this mount. */
+export const INIT_OUT_MAX_STACK_DEPTH = 36;
 
 // SETATTR valid bits.
 export const FATTR_MODE = 1 << 0;
@@ -68,6 +74,12 @@ export const FUSE_OPEN_KILL_SUIDGID = 1 << 0;
 export const FOPEN_DIRECT_IO = 1 << 0;
 export const FOPEN_KEEP_CACHE = 1 << 1;
 export const FOPEN_CACHE_DIR = 1 << 3;
+/** Reads, writes and mmap of this open go to the backing file named in fuse_open_out.backing_id. */
+export const FOPEN_PASSTHROUGH = 1 << 7;
+
+/** ioctls on /dev/fuse (7.40): _IOW(229, 1, struct fuse_backing_map) and _IOW(229, 2, uint32_t). */
+export const FUSE_DEV_IOC_BACKING_OPEN = 0x4010e501;
+export const FUSE_DEV_IOC_BACKING_CLOSE = 0x4004e502;
 
 export const FUSE_GETATTR_FH = 1 << 0;
 export const FUSE_FSYNC_FDATASYNC = 1 << 0;

@@ -22,12 +22,14 @@ import {
   FUSE_ATOMIC_O_TRUNC, FUSE_BIG_WRITES, FUSE_CACHE_SYMLINKS, FUSE_DO_READDIRPLUS, FUSE_FSYNC_FDATASYNC,
   FUSE_KERNEL_MINOR_VERSION, FUSE_KERNEL_VERSION, FUSE_MAX_PAGES, FUSE_MIN_MINOR_VERSION, FUSE_PARALLEL_DIROPS,
   FUSE_READDIRPLUS_AUTO, FUSE_SETXATTR_EXT, FUSE_WRITEBACK_CACHE, IN_HEADER_SIZE, INIT_OUT_SIZE, MAX_PAGES, MAX_WRITE,
+  FOPEN_PASSTHROUGH, FUSE_INIT_EXT, FUSE2_PASSTHROUGH, INIT_OUT_MAX_STACK_DEPTH,
   OPEN_OUT_SIZE, Opcode, OUT_HEADER_SIZE, REQUEST_BUFFER_SIZE, STATFS_OUT_SIZE, WRITE_IN_SIZE,
 } from './fuse-abi.js';
 import { type DataIo, LibuvDataIo, type Unique } from './data-io.js';
 import type { MetaIo } from './meta-io.js';
 import type { HostStat } from './host-stat.js';
 import { IdTable } from './id-table.js';
+import { type BackingFiles, PassthroughTable } from './passthrough.js';
 import { type DirEntry, type FsNode, type SetAttr, UnionFs } from './union.js';
 
 export type ReplyCallback = (reply: Uint8Array | null) => void;
@@ -38,6 +40,8 @@ interface OpenFile {
   entries: DirEntry[] | null;
   index: number;
   generation: number;
+  /** The passthrough backing id of this open, 0 when the server serves its data. */
+  backingId: number;
 }
 
 export interface HandlerOptions {
@@ -61,6 +65,11 @@ export interface HandlerOptions {
   /** Offer FUSE_WRITEBACK_CACHE (default true). Off, every write(2) is one WRITE request: better
    *  where the client's own page-cache work is what costs (a software-emulated guest). */
   readonly writebackCache?: boolean;
+  /** Backing-file registration of the transport (/dev/fuse). With it, and a kernel that offers
+   *  FUSE_PASSTHROUGH, opens of files no copy-up can replace are passthrough: their reads, writes
+   *  and mmap go to the host file without a request. The connection then answers OPEN (instead of
+   *  "no open" mode) and has no writeback cache, which the kernel does not combine with it. */
+  readonly backingFiles?: BackingFiles;
 }
 
 /** Writes up to this size are done inline: a buffered write of this size costs microseconds. */
@@ -72,6 +81,8 @@ export interface HandlerMetrics {
   malformed: number;
   unexpected: number;
   openFiles: number;
+  /** Host files registered as passthrough backing files now. */
+  backingFiles: number;
 }
 
 const SYNTHETIC_INO_BASE = 0xffff_0000;
@@ -92,7 +103,7 @@ const COPY_UP_INLINE_MAX = 1 << 20;
 const ATTR_COPIES: ReadonlyArray<readonly [number, number]> = [[8, StatOffset.size], [16, StatOffset.blocks], [24, StatOffset.atime], [32, StatOffset.mtime], [40, StatOffset.ctime]];
 
 export class FuseHandler {
-  readonly metrics: HandlerMetrics = { requests: 0, errors: 0, malformed: 0, unexpected: 0, openFiles: 0 };
+  readonly metrics: HandlerMetrics = { requests: 0, errors: 0, malformed: 0, unexpected: 0, openFiles: 0, backingFiles: 0 };
   /** Requests and nanoseconds spent per opcode (NOVM_FS_PROFILE=1), for finding where time goes. */
   readonly profile = process.env['NOVM_FS_PROFILE'] === '1' ? { count: new Float64Array(64), nanos: new Float64Array(64) } : null;
   private readonly files = new IdTable<OpenFile>(1);
@@ -126,7 +137,9 @@ export class FuseHandler {
     this.dataIo = options.dataIo ?? new LibuvDataIo();
     this.metaIo = options.metaIo;
     this.copyUpInlineMax = options.copyUpInlineMax ?? COPY_UP_INLINE_MAX;
-    this.noOpen = options.noOpen ?? true;
+    this.noOpenWanted = options.noOpen ?? true;
+    this.noOpen = this.noOpenWanted;
+    this.backingFiles = options.backingFiles;
     this.maxBackground = Math.max(1, Math.min(options.maxBackground ?? 64, 0xffff));
     this.offerWriteback = options.writebackCache ?? true;
     // Node I/O fds retired by the engine (copy-up, forget) may still be in use by in-flight I/O.
@@ -135,7 +148,12 @@ export class FuseHandler {
       else closeFd(fd);
     };
   }
-  private readonly noOpen: boolean;
+  private readonly noOpenWanted: boolean;
+  /** "No open" mode, decided at INIT: off when passthrough was negotiated. */
+  private noOpen: boolean;
+  private readonly backingFiles: BackingFiles | undefined;
+  /** Set at INIT when the kernel took FUSE_PASSTHROUGH. */
+  private passthrough: PassthroughTable | null = null;
   private readonly maxBackground: number;
   private readonly offerWriteback: boolean;
   private readonly metaIo: MetaIo | undefined;
@@ -404,8 +422,8 @@ export class FuseHandler {
     return this.ok(ATTR_OUT_SIZE);
   }
 
-  private addFile(fd: number, node: FsNode, entries: DirEntry[] | null): OpenFile {
-    const f: OpenFile = { fd, node, entries, index: 0, generation: 0 };
+  private addFile(fd: number, node: FsNode, entries: DirEntry[] | null, backingId = 0): OpenFile {
+    const f: OpenFile = { fd, node, entries, index: 0, generation: 0, backingId };
     const { index, generation } = this.files.add(f);
     f.index = index;
     f.generation = generation;
@@ -431,6 +449,10 @@ export class FuseHandler {
       if (this.dataIo.busy(f.fd)) this.deferredClose.push(f.fd);
       else closeFd(f.fd);
     }
+    if (this.passthrough && f.entries === null && f.node.type === S_IFREG) {
+      this.passthrough.release(f.node, f.backingId);
+      this.metrics.backingFiles = this.passthrough.registered;
+    }
     this.files.remove(f.index);
     this.union.forget(f.node, 1);
     this.metrics.openFiles = this.files.size;
@@ -439,8 +461,17 @@ export class FuseHandler {
   private writeOpenOut(o: number, f: OpenFile, openFlags: number): void {
     this.out.setUint32(o, f.index, true);
     this.out.setUint32(o + 4, f.generation, true);
-    this.out.setUint32(o + 8, openFlags, true);
-    this.out.setUint32(o + 12, 0, true);
+    this.out.setUint32(o + 8, f.backingId > 0 ? FOPEN_PASSTHROUGH : openFlags, true);
+    this.out.setUint32(o + 12, f.backingId, true);
+  }
+
+  /** A handle for an open of regular file `node` through host fd `fd`: passthrough when the
+   *  connection has it and the kernel's I/O mode for the inode allows it. */
+  private addOpenFile(fd: number, node: FsNode): OpenFile {
+    if (this.passthrough === null) return this.addFile(fd, node, null);
+    const backingId = this.passthrough.open(node, fd);
+    this.metrics.backingFiles = this.passthrough.registered;
+    return this.addFile(fd, node, null, backingId);
   }
 
   /** Host open flags for a client open: writes go to a copy, O_WRONLY becomes O_RDWR under the
@@ -468,7 +499,7 @@ export class FuseHandler {
       for (let i = 0; i < OPEN_OUT_SIZE; i += 4) this.out.setUint32(o + i, 0, true);
       this.out.setUint32(o + 8, FOPEN_KEEP_CACHE, true);
     } else {
-      this.writeOpenOut(o, this.addFile(fd, node, null), FOPEN_KEEP_CACHE);
+      this.writeOpenOut(o, this.addOpenFile(fd, node), FOPEN_KEEP_CACHE);
     }
     return this.okFor(ENTRY_OUT_SIZE + OPEN_OUT_SIZE, uniqueLow, uniqueHigh);
   }
@@ -656,7 +687,8 @@ export class FuseHandler {
         }
         if ((flags & O_ACCMODE) !== O_RDONLY || (flags & O_TRUNC) !== 0) u.copyUp(node);
         if ((this.u32(I + 4) & FUSE_OPEN_KILL_SUIDGID) !== 0 && (flags & O_TRUNC) !== 0) u.killPrivileges(node);
-        const f = this.addFile(u.open(node, this.hostOpenFlags(flags)), node, null);
+        const fd = u.open(node, this.hostOpenFlags(flags));
+        const f = node.type === S_IFREG ? this.addOpenFile(fd, node) : this.addFile(fd, node, null);
         this.writeOpenOut(OUT_HEADER_SIZE, f, FOPEN_KEEP_CACHE);
         return done(this.ok(OPEN_OUT_SIZE));
       }
@@ -781,8 +813,12 @@ export class FuseHandler {
     if (minor < FUSE_MIN_MINOR_VERSION) throw fsError(Errno.EPROTO);
     const maxReadahead = this.u32(I + 8);
     const offered = this.u32(I + 12);
+    const offered2 = (offered & FUSE_INIT_EXT) !== 0 ? this.u32(I + 16) : 0;
+    const passthrough = this.backingFiles !== undefined && minor >= 40 && (offered2 & FUSE2_PASSTHROUGH) !== 0;
+    this.noOpen = this.noOpenWanted && !passthrough;
     const wanted = FUSE_ASYNC_READ | (this.noOpen ? 0 : FUSE_ATOMIC_O_TRUNC) | FUSE_BIG_WRITES | FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO |
-      FUSE_ASYNC_DIO | (this.offerWriteback ? FUSE_WRITEBACK_CACHE : 0) | FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES | FUSE_CACHE_SYMLINKS |
+      FUSE_ASYNC_DIO | (this.offerWriteback && !passthrough ? FUSE_WRITEBACK_CACHE : 0) | FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES | FUSE_CACHE_SYMLINKS |
+      (passthrough ? FUSE_INIT_EXT : 0) |
       // We clear set-user/group-ID bits ourselves when the kernel flags a write, truncate or chown;
       // in exchange the kernel stops asking for security.capability before every write.
       FUSE_HANDLE_KILLPRIV_V2;
@@ -798,6 +834,13 @@ export class FuseHandler {
     out.setUint32(OUT_HEADER_SIZE + 20, MAX_WRITE, true);
     out.setUint32(OUT_HEADER_SIZE + 24, 1, true); // time_gran: nanoseconds
     out.setUint16(OUT_HEADER_SIZE + 28, MAX_PAGES, true);
+    if (passthrough) {
+      out.setUint32(OUT_HEADER_SIZE + 32, FUSE2_PASSTHROUGH, true);
+      // Depth 1: backing files on plain file systems, and this mount may itself be a lower layer
+      // of an overlayfs.
+      out.setUint32(OUT_HEADER_SIZE + INIT_OUT_MAX_STACK_DEPTH, 1, true);
+      this.passthrough = new PassthroughTable(this.backingFiles!, this.log);
+    }
     this.initialized = true;
     return this.ok(INIT_OUT_SIZE);
   }

@@ -43,6 +43,7 @@ export const STAT_FILES = 2;
 export const STAT_REQUESTS = 3;
 export const STAT_ERRORS = 4;
 export const STAT_UNEXPECTED = 5;
+export const STAT_BACKING_FILES = 6;
 const STAT_WORDS = 8;
 
 export interface SharedQueueMemory {

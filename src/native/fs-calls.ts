@@ -43,6 +43,11 @@ export const flistxattr = libc.func('intptr_t flistxattr(int fd, void *list, siz
 export const removexattr = libc.func('int removexattr(const char *path, const char *name)') as (path: CName, name: CName) => number;
 export const setrlimit = libc.func('int setrlimit(int resource, const void *rlim)') as (resource: number, rlim: BigUint64Array) => number;
 export const getrlimit = libc.func('int getrlimit(int resource, void *rlim)') as (resource: number, rlim: BigUint64Array) => number;
+/** capget/capset on the calling thread (header: version, pid 0; data: 2 x effective, permitted, inheritable). */
+export const capget = libc.func('int capget(void *header, void *data)') as (header: Uint32Array, data: Uint32Array) => number;
+export const capset = libc.func('int capset(void *header, const void *data)') as (header: Uint32Array, data: Uint32Array) => number;
+export const LINUX_CAPABILITY_VERSION_3 = 0x20080522;
+export const CAP_FSETID = 4;
 export const ioctlUint32Out = libc.func('int ioctl(int fd, unsigned long request, void *arg)') as (fd: number, request: number, arg: Uint32Array) => number;
 
 export function lastErrno(): number {

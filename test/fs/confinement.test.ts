@@ -41,18 +41,18 @@ describe('FUSE handler: confinement and hostile requests', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('negotiates the protocol per <linux/fuse.h>: 7.38 to newer kernels, refuses < 7.31, answers a newer major with its own', async () => {
+  it('negotiates the protocol per <linux/fuse.h>: 7.40 to newer kernels, refuses < 7.31, answers a newer major with its own', async () => {
     const fresh = new FakeFuseClient(new FuseHandler(new UnionFs(configFromFlags([], [`/=${join(dir, 'upper')}`])), { log: () => undefined }));
     const before = await fresh.lookup(1, 'x');
     assert.equal(before.error, 5, 'requests before INIT are refused');
     const newer = await fresh.init(8, 0);
     assert.equal(newer.error, 0);
     assert.equal(newer.body.length, 8);
-    assert.deepEqual([newer.body.readUInt32LE(0), newer.body.readUInt32LE(4)], [7, 38]);
+    assert.deepEqual([newer.body.readUInt32LE(0), newer.body.readUInt32LE(4)], [7, 40]);
     assert.equal((await fresh.init(7, 30)).error, EPROTO);
     const ok = await fresh.init(7, 45);
     assert.equal(ok.error, 0);
-    assert.equal(ok.body.readUInt32LE(4), 38);
+    assert.equal(ok.body.readUInt32LE(4), 40);
     assert.equal(ok.body.readUInt32LE(20), 1 << 20, 'max_write 1 MiB');
     const old = await fresh.init(7, 31);
     assert.equal(old.body.readUInt32LE(4), 31, 'a 7.31 client gets 7.31');

@@ -86,8 +86,8 @@ export class FakeFuseClient {
     return reply;
   }
 
-  async init(major = 7, minor = 45, flags = 0xffffffff): Promise<Reply> {
-    return this.send(OP.INIT, 0, Buffer.concat([u32(major, minor, 128 * 1024, flags, 0), Buffer.alloc(44)]));
+  async init(major = 7, minor = 45, flags = 0xffffffff, flags2 = 0): Promise<Reply> {
+    return this.send(OP.INIT, 0, Buffer.concat([u32(major, minor, 128 * 1024, flags, flags2), Buffer.alloc(44)]));
   }
 
   /** LOOKUP; returns { error, nodeid, mode, ino, size }. */

@@ -11,6 +11,7 @@ interface MountOptions {
   write: string[];
   cacheTimeout: string;
   ioThreads: string;
+  passthrough: boolean;
 }
 
 export function register(program: Command): void {
@@ -22,6 +23,7 @@ export function register(program: Command): void {
     .option('--write <VM=HOST>', 'writable layer HOST at VM path (at most one per VM path)', collect, [])
     .option('--cache-timeout <seconds>', 'how long the kernel may cache names, attributes and data (layers must not change behind the server)', '60')
     .option('--io-threads <n>', 'threads for blocking data work (reads that miss the cache, large writes, fsync)', '4')
+    .option('--no-passthrough', 'serve all file data through novm, never through FUSE passthrough (Linux 6.9+, needs CAP_SYS_ADMIN)')
     .action(async (mountPoint: string, opts: MountOptions) => {
       const ioWorkers = Number(opts.ioThreads);
       const timeout = Number(opts.cacheTimeout);
@@ -30,7 +32,7 @@ export function register(program: Command): void {
       const config = { ...configFromFlags(opts.read, opts.write), cacheTimeoutSeconds: timeout };
       const real = checkMountPoint(mountPoint, resolveConfig(config));
       raiseFdLimit();
-      const server = new DevFuseServer(config, real, { ioWorkers });
+      const server = new DevFuseServer(config, real, { ioWorkers, passthrough: opts.passthrough });
       server.mount();
       process.stderr.write(`novm fs: serving ${real} (pid ${process.pid})\n`);
       let signals = 0;
@@ -43,7 +45,7 @@ export function register(program: Command): void {
       // SIGUSR1 prints the engine's sizes: they stay flat when the client forgets what it looked up.
       const stats = () => {
         const s = server.stats();
-        process.stderr.write(`novm fs: stats nodes=${s.nodes} fds=${s.fds} files=${s.files} requests=${s.requests} errors=${s.errors} unexpected=${s.unexpected} rss=${process.memoryUsage().rss}\n`);
+        process.stderr.write(`novm fs: stats nodes=${s.nodes} fds=${s.fds} files=${s.files} requests=${s.requests} errors=${s.errors} unexpected=${s.unexpected} backing=${s.backingFiles} rss=${process.memoryUsage().rss}\n`);
       };
       const signalsHandled = [['SIGINT', stop], ['SIGTERM', stop], ['SIGHUP', stop], ['SIGUSR1', stats]] as const;
       for (const [s, h] of signalsHandled) process.on(s, h);
