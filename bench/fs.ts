@@ -124,7 +124,9 @@ async function main(): Promise<void> {
     // Written back now, not during the first workloads.
     await must('sync');
     const files = (await must(`find ${data}/tree | wc -l`)).trim();
-    novm = await startMount(['--write', `/=${data}`], join(dir, 'novm'));
+    // NOVM_BENCH_NOVM_ARGS adds flags to `novm fs mount` (e.g. --no-passthrough).
+    const extra = process.env['NOVM_BENCH_NOVM_ARGS']?.split(' ').filter((a) => a !== '') ?? [];
+    novm = await startMount([...extra, '--write', `/=${data}`], join(dir, 'novm'));
     await must(`bindfs ${data} ${bindfsMnt}`);
     // Both serve the same directory; each writes its own files in its own subdirectory (novm lets
     // the kernel cache what it serves, so nothing may change behind it), the tree is shared.

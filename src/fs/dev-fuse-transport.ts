@@ -57,10 +57,23 @@ export function checkMountPoint(mountPoint: string, mounts: readonly ResolvedMou
   return real;
 }
 
-/** Raises RLIMIT_NOFILE to its hard limit: every node the client holds is an O_PATH fd. */
+/** Raises RLIMIT_NOFILE as far as allowed: every node the client holds is an O_PATH fd, so a tree
+ *  of 20,000 files needs more than a typical hard limit. With CAP_SYS_RESOURCE (root) the hard
+ *  limit itself goes up to the kernel's nr_open; otherwise the soft limit goes up to the hard. */
 export function raiseFdLimit(): void {
   const lim = new BigUint64Array(2);
-  if (getrlimit(RLIMIT_NOFILE, lim) === 0 && lim[0]! < lim[1]!) {
+  if (getrlimit(RLIMIT_NOFILE, lim) !== 0) return;
+  let ceiling = 0n;
+  try {
+    ceiling = BigInt(readFileSync('/proc/sys/fs/nr_open', 'utf8').trim());
+  } catch {
+    // No procfs: keep the hard limit.
+  }
+  if (ceiling > lim[1]!) {
+    const wanted = BigUint64Array.of(ceiling, ceiling);
+    if (setrlimit(RLIMIT_NOFILE, wanted) === 0) return;
+  }
+  if (lim[0]! < lim[1]!) {
     lim[0] = lim[1]!;
     setrlimit(RLIMIT_NOFILE, lim);
   }

@@ -302,7 +302,9 @@ export class FuseHandler {
       const node = this.node();
       return { fd: this.union.ioFd(node, write), node };
     }
-    return this.file(o);
+    const f = this.file(o);
+    if (f.backingId > 0) return { fd: this.union.ioFd(f.node, write), node: f.node };
+    return f;
   }
 
   private get uid(): number {
@@ -449,10 +451,7 @@ export class FuseHandler {
       if (this.dataIo.busy(f.fd)) this.deferredClose.push(f.fd);
       else closeFd(f.fd);
     }
-    if (this.passthrough && f.entries === null && f.node.type === S_IFREG) {
-      this.passthrough.release(f.node, f.backingId);
-      this.metrics.backingFiles = this.passthrough.registered;
-    }
+    if (this.passthrough && f.entries === null && f.node.type === S_IFREG) this.passthrough.release(f.node, f.backingId);
     this.files.remove(f.index);
     this.union.forget(f.node, 1);
     this.metrics.openFiles = this.files.size;
@@ -465,13 +464,19 @@ export class FuseHandler {
     this.out.setUint32(o + 12, f.backingId, true);
   }
 
-  /** A handle for an open of regular file `node` through host fd `fd`: passthrough when the
-   *  connection has it and the kernel's I/O mode for the inode allows it. */
-  private addOpenFile(fd: number, node: FsNode): OpenFile {
-    if (this.passthrough === null) return this.addFile(fd, node, null);
-    const backingId = this.passthrough.open(node, fd);
+  /** The passthrough backing id for a new open of regular file `node` (0: this server serves its
+   *  data), registering the node's I/O fd (`fd` if given: a file just created) when it has no
+   *  registration yet. A passthrough handle holds no host fd of its own: the kernel does its I/O,
+   *  and the few requests that still name it (FSYNC, FALLOCATE, LSEEK) use the node's I/O fd. */
+  private passthroughFor(node: FsNode, created = -1): number {
+    if (this.passthrough === null) return 0;
+    const id = this.passthrough.open(node, () => {
+      if (created < 0) return this.union.ioFd(node, false);
+      this.union.adoptIoFd(node, created);
+      return created;
+    });
     this.metrics.backingFiles = this.passthrough.registered;
-    return this.addFile(fd, node, null, backingId);
+    return id;
   }
 
   /** Host open flags for a client open: writes go to a copy, O_WRONLY becomes O_RDWR under the
@@ -499,7 +504,9 @@ export class FuseHandler {
       for (let i = 0; i < OPEN_OUT_SIZE; i += 4) this.out.setUint32(o + i, 0, true);
       this.out.setUint32(o + 8, FOPEN_KEEP_CACHE, true);
     } else {
-      this.writeOpenOut(o, this.addOpenFile(fd, node), FOPEN_KEEP_CACHE);
+      const backingId = this.passthroughFor(node, fd);
+      // A passthrough file registered the created fd as the node's I/O fd; otherwise the handle owns it.
+      this.writeOpenOut(o, this.addFile(backingId > 0 ? -1 : fd, node, null, backingId), FOPEN_KEEP_CACHE);
     }
     return this.okFor(ENTRY_OUT_SIZE + OPEN_OUT_SIZE, uniqueLow, uniqueHigh);
   }
@@ -687,8 +694,21 @@ export class FuseHandler {
         }
         if ((flags & O_ACCMODE) !== O_RDONLY || (flags & O_TRUNC) !== 0) u.copyUp(node);
         if ((this.u32(I + 4) & FUSE_OPEN_KILL_SUIDGID) !== 0 && (flags & O_TRUNC) !== 0) u.killPrivileges(node);
-        const fd = u.open(node, this.hostOpenFlags(flags));
-        const f = node.type === S_IFREG ? this.addOpenFile(fd, node) : this.addFile(fd, node, null);
+        // O_TRUNC is done by the host open (atomic O_TRUNC), passthrough or not.
+        let fd = (flags & O_TRUNC) !== 0 ? u.open(node, this.hostOpenFlags(flags)) : -1;
+        let backingId = 0;
+        let counted = false;
+        try {
+          backingId = node.type === S_IFREG ? this.passthroughFor(node) : 0;
+          counted = node.type === S_IFREG && this.passthrough !== null;
+          if (backingId > 0 && fd >= 0) closeFd(fd);
+          else if (backingId === 0 && fd < 0) fd = u.open(node, this.hostOpenFlags(flags));
+        } catch (error) {
+          if (fd >= 0) closeFd(fd);
+          if (counted) this.passthrough!.release(node, backingId);
+          throw error;
+        }
+        const f = this.addFile(backingId > 0 ? -1 : fd, node, null, backingId);
         this.writeOpenOut(OUT_HEADER_SIZE, f, FOPEN_KEEP_CACHE);
         return done(this.ok(OPEN_OUT_SIZE));
       }
@@ -839,7 +859,12 @@ export class FuseHandler {
       // Depth 1: backing files on plain file systems, and this mount may itself be a lower layer
       // of an overlayfs.
       out.setUint32(OUT_HEADER_SIZE + INIT_OUT_MAX_STACK_DEPTH, 1, true);
-      this.passthrough = new PassthroughTable(this.backingFiles!, this.log);
+      const table = new PassthroughTable(this.backingFiles!, this.log);
+      this.passthrough = table;
+      this.union.nodeFreed = (node) => {
+        table.forget(node);
+        this.metrics.backingFiles = table.registered;
+      };
     }
     this.initialized = true;
     return this.ok(INIT_OUT_SIZE);

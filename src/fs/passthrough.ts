@@ -9,6 +9,8 @@
 // is in cached mode (served by this server through the page cache) none may be passthrough. This
 // table mirrors that per node. Its counts drop on RELEASE, which the kernel sends after its own
 // file is gone, so they are never below the kernel's and a choice made from them is always legal.
+// A node keeps its registration until it is freed: the same backing file is then named for every
+// passthrough open of the inode, as the kernel requires, and a reopen costs no system call.
 //
 // Only files that can never be replaced by a copy-up get passthrough: a passthrough open of a
 // read-only lower file would force a later write open of the same inode onto that lower file.
@@ -24,7 +26,7 @@ export interface BackingFiles {
 }
 
 interface NodeMode {
-  /** Backing id while passthrough opens exist (0 otherwise). */
+  /** Backing id registered for the node (kept until the node is freed), or 0. */
   backingId: number;
   passthroughOpens: number;
   cachedOpens: number;
@@ -36,6 +38,7 @@ export class PassthroughTable {
    *  cached without trying again. */
   private disabled = false;
   private readonly logged = new Set<number>();
+  /** Backing files registered now. */
   registered = 0;
 
   constructor(private readonly backing: BackingFiles, private readonly log: (line: string) => void) {}
@@ -46,28 +49,21 @@ export class PassthroughTable {
   }
 
   /**
-   * The mode for a new open of `node` (served through host fd `fd`): a backing id (> 0) for a
-   * passthrough open, 0 for a cached one. Each call must be matched by release() with its result.
+   * The mode for a new open of `node`: a backing id (> 0) for a passthrough open, 0 for a cached
+   * one. `hostFd` gives a host fd of the file to register, called only when the node has no
+   * registration yet; the registration outlives the opens (the kernel holds its own reference to
+   * the file), so opening the file again costs no system call here. Each call must be matched by
+   * release() with its result.
    */
-  open(node: FsNode, fd: number): number {
+  open(node: FsNode, hostFd: () => number): number {
     let mode = this.modes.get(node);
     if (mode === undefined) {
       mode = { backingId: 0, passthroughOpens: 0, cachedOpens: 0 };
       this.modes.set(node, mode);
     }
-    if (mode.passthroughOpens > 0) {
+    if (mode.cachedOpens === 0 && (mode.backingId > 0 || this.register(node, mode, hostFd))) {
       mode.passthroughOpens++;
       return mode.backingId;
-    }
-    if (mode.cachedOpens === 0 && !this.disabled && PassthroughTable.eligible(node)) {
-      const id = this.backing.open(fd);
-      if (id > 0) {
-        this.registered++;
-        mode.backingId = id;
-        mode.passthroughOpens = 1;
-        return id;
-      }
-      this.refused(-id);
     }
     mode.cachedOpens++;
     return 0;
@@ -76,20 +72,36 @@ export class PassthroughTable {
   release(node: FsNode, backingId: number): void {
     const mode = this.modes.get(node);
     if (mode === undefined) return;
-    if (backingId > 0) {
-      if (--mode.passthroughOpens === 0) {
-        this.backing.close(mode.backingId);
-        this.registered--;
-        mode.backingId = 0;
-      }
-    } else {
-      mode.cachedOpens--;
+    if (backingId > 0) mode.passthroughOpens--;
+    else mode.cachedOpens--;
+    if (mode.backingId === 0 && mode.cachedOpens === 0) this.modes.delete(node);
+  }
+
+  /** The node is gone: drop its registration. */
+  forget(node: FsNode): void {
+    const mode = this.modes.get(node);
+    if (mode === undefined) return;
+    if (mode.backingId > 0) {
+      this.backing.close(mode.backingId);
+      this.registered--;
     }
-    if (mode.passthroughOpens === 0 && mode.cachedOpens === 0) this.modes.delete(node);
+    this.modes.delete(node);
   }
 
   get size(): number {
     return this.modes.size;
+  }
+
+  private register(node: FsNode, mode: NodeMode, hostFd: () => number): boolean {
+    if (this.disabled || !PassthroughTable.eligible(node)) return false;
+    const id = this.backing.open(hostFd());
+    if (id > 0) {
+      mode.backingId = id;
+      this.registered++;
+      return true;
+    }
+    this.refused(-id);
+    return false;
   }
 
   private refused(errno: number): void {

@@ -308,12 +308,29 @@ export class UnionFs {
 
   /** Where retired node I/O fds go (the handler defers closing those with I/O in flight). */
   retireFd: (fd: number) => void = (fd) => void closeFd(fd);
+  /** Called when a node is freed (the client forgot it and nothing else holds it). */
+  nodeFreed: ((node: FsNode) => void) | null = null;
+  /** Node I/O fds kept open at most: beyond, the least recently used is closed (and reopened
+   *  when needed). Every node also holds an O_PATH fd, and the process's fd limit may not be
+   *  raisable (no CAP_SYS_RESOURCE): a large tree must not run the server out of fds. */
+  ioFdBudget = 4096;
+  /** Nodes holding an I/O fd, least recently used first. */
+  private readonly ioFdNodes = new Set<FsNode>();
 
   private dropIoFd(node: FsNode): void {
     if (node.ioFd >= 0) {
       this.retireFd(node.ioFd);
       node.ioFd = -1;
       node.ioWritable = false;
+      this.ioFdNodes.delete(node);
+    }
+  }
+
+  private keepIoFd(node: FsNode): void {
+    this.ioFdNodes.add(node);
+    while (this.ioFdNodes.size > this.ioFdBudget) {
+      const oldest = this.ioFdNodes.values().next().value as FsNode;
+      this.dropIoFd(oldest);
     }
   }
 
@@ -322,16 +339,23 @@ export class UnionFs {
     this.dropIoFd(node);
     node.ioFd = fd;
     node.ioWritable = true;
+    this.keepIoFd(node);
   }
 
   /** The node's I/O fd (regular files only), reopened read-write after a copy-up when `write`. */
   ioFd(node: FsNode, write: boolean): number {
     if (write) this.copyUp(node);
-    if (node.ioFd >= 0 && (node.ioWritable || !write)) return node.ioFd;
+    if (node.ioFd >= 0 && (node.ioWritable || !write)) {
+      // Most recently used last (a Set keeps insertion order).
+      this.ioFdNodes.delete(node);
+      this.ioFdNodes.add(node);
+      return node.ioFd;
+    }
     this.dropIoFd(node);
     const writable = node.isUpper;
     node.ioFd = this.open(node, writable ? O_RDWR : O_RDONLY);
     node.ioWritable = writable;
+    this.keepIoFd(node);
     return node.ioFd;
   }
 
@@ -340,6 +364,7 @@ export class UnionFs {
     while (node && node !== this.root && node.lookups === 0 && node.childRefs === 0) {
       if (this.byKey.get(node.key) === node) this.byKey.delete(node.key);
       this.dropIoFd(node);
+      this.nodeFreed?.(node);
       for (const fd of node.fds) this.closeFd(fd);
       node.fds = [];
       this.nodes.remove(node.index);
