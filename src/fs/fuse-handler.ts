@@ -465,16 +465,20 @@ export class FuseHandler {
   }
 
   /** The passthrough backing id for a new open of regular file `node` (0: this server serves its
-   *  data), registering the node's I/O fd (`fd` if given: a file just created) when it has no
-   *  registration yet. A passthrough handle holds no host fd of its own: the kernel does its I/O,
+   *  data), registering a host fd of the file (`created` if given: a file just created) when the
+   *  node has no registration yet. A passthrough handle holds no host fd of its own: the kernel does its I/O,
    *  and the few requests that still name it (FSYNC, FALLOCATE, LSEEK) use the node's I/O fd. */
   private passthroughFor(node: FsNode, created = -1): number {
     if (this.passthrough === null) return 0;
+    // A node's fd for registration: the created one (kept as the node's I/O fd for the FSYNC that
+    // often follows), or one opened for it and closed at once (the kernel keeps its own reference).
+    let transient = -1;
     const id = this.passthrough.open(node, () => {
-      if (created < 0) return this.union.ioFd(node, false);
+      if (created < 0) return (transient = this.union.open(node, O_RDONLY));
       this.union.adoptIoFd(node, created);
       return created;
     });
+    if (transient >= 0) closeFd(transient);
     this.metrics.backingFiles = this.passthrough.registered;
     return id;
   }

@@ -10,9 +10,9 @@
 import { readdirSync } from 'node:fs';
 import {
   AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW, chmod, closeFd,
-  fchownat, fgetxattr, flistxattr, fstatat, ftruncate, getxattr, lastErrno, linkat, listxattr, mkdirat, mknodat, O_CLOEXEC, O_CREAT,
+  fchownat, fgetxattr, flistxattr, fstatat, ftruncate, getrlimit, getxattr, lastErrno, linkat, listxattr, mkdirat, mknodat, O_CLOEXEC, O_CREAT,
   O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_PATH, O_RDONLY, O_RDWR, O_TMPFILE, openat, readlinkat, removexattr,
-  RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, renameat2, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISUID,
+  RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, renameat2, RLIMIT_NOFILE, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISUID,
   setxattr, STAT_SIZE, StatOffset, symlinkat, unlinkat, utimensat,
 } from '../native/fs-calls.js';
 import { type FsConfig, resolveConfig, type ResolvedMount } from './config.js';
@@ -40,6 +40,12 @@ export class MountTrie {
   readonly children = new Map<string, MountTrie>();
   mount: MountPoint | null = null;
   constructor(readonly id: number) {}
+}
+
+function ioFdBudgetOf(): number {
+  const lim = new BigUint64Array(2);
+  const soft = getrlimit(RLIMIT_NOFILE, lim) === 0 ? Number(lim[0]! > 1_000_000n ? 1_000_000n : lim[0]!) : 1024;
+  return Math.max(16, Math.min(4096, Math.floor(soft / 16)));
 }
 
 export class FsNode {
@@ -312,8 +318,8 @@ export class UnionFs {
   nodeFreed: ((node: FsNode) => void) | null = null;
   /** Node I/O fds kept open at most: beyond, the least recently used is closed (and reopened
    *  when needed). Every node also holds an O_PATH fd, and the process's fd limit may not be
-   *  raisable (no CAP_SYS_RESOURCE): a large tree must not run the server out of fds. */
-  ioFdBudget = 4096;
+   *  raisable (no CAP_SYS_RESOURCE): I/O fds may take a sixteenth of it, at most 4096. */
+  ioFdBudget = ioFdBudgetOf();
   /** Nodes holding an I/O fd, least recently used first. */
   private readonly ioFdNodes = new Set<FsNode>();
 
