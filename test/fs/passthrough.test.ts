@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
+import { release, tmpdir } from 'node:os';
+import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { configFromFlags } from '../../src/fs/config.js';
@@ -155,7 +156,20 @@ describe('FUSE handler: passthrough I/O modes', () => {
   });
 });
 
-const skip = fuseUnavailable();
+/** Why the kernel cannot do FUSE passthrough here, or false. */
+function passthroughUnavailable(): string | false {
+  const [major = 0, minor = 0] = release().split('.').map((x) => Number.parseInt(x, 10));
+  if (major < 6 || (major === 6 && minor < 9)) return `kernel ${release()} predates FUSE passthrough (6.9)`;
+  try {
+    const config = gunzipSync(readFileSync('/proc/config.gz')).toString();
+    if (!/^CONFIG_FUSE_PASSTHROUGH=y/m.test(config)) return 'this kernel is built without CONFIG_FUSE_PASSTHROUGH';
+  } catch {
+    // No /proc/config.gz: assume the 6.9+ default (y).
+  }
+  return process.getuid?.() === 0 ? false : 'registering backing files needs CAP_SYS_ADMIN';
+}
+
+const skip = fuseUnavailable() || passthroughUnavailable();
 
 /** The server's stats once `settled` holds (they are published just after each reply, and
  *  RELEASE arrives asynchronously after close(2)), or the last ones after 2 s. */
