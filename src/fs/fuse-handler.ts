@@ -466,19 +466,18 @@ export class FuseHandler {
 
   /** The passthrough backing id for a new open of regular file `node` (0: this server serves its
    *  data), registering a host fd of the file (`created` if given: a file just created) when the
-   *  node has no registration yet. A passthrough handle holds no host fd of its own: the kernel does its I/O,
-   *  and the few requests that still name it (FSYNC, FALLOCATE, LSEEK) use the node's I/O fd. */
+   *  node has no registration yet. A passthrough handle holds no host fd of its own: the kernel
+   *  does its I/O, and the few requests that still name it (FSYNC, FALLOCATE, LSEEK) use the
+   *  node's I/O fd. A created fd becomes that I/O fd when the open is passthrough (the FSYNC that
+   *  often follows needs no reopen); otherwise it stays the caller's. */
   private passthroughFor(node: FsNode, created = -1): number {
     if (this.passthrough === null) return 0;
-    // A node's fd for registration: the created one (kept as the node's I/O fd for the FSYNC that
-    // often follows), or one opened for it and closed at once (the kernel keeps its own reference).
+    // Without a created fd, one is opened for the registration and closed at once (the kernel
+    // keeps its own reference).
     let transient = -1;
-    const id = this.passthrough.open(node, () => {
-      if (created < 0) return (transient = this.union.open(node, O_RDONLY));
-      this.union.adoptIoFd(node, created);
-      return created;
-    });
+    const id = this.passthrough.open(node, () => (created >= 0 ? created : (transient = this.union.open(node, O_RDONLY))));
     if (transient >= 0) closeFd(transient);
+    if (id > 0 && created >= 0) this.union.adoptIoFd(node, created);
     this.metrics.backingFiles = this.passthrough.registered;
     return id;
   }
@@ -509,7 +508,7 @@ export class FuseHandler {
       this.out.setUint32(o + 8, FOPEN_KEEP_CACHE, true);
     } else {
       const backingId = this.passthroughFor(node, fd);
-      // A passthrough file registered the created fd as the node's I/O fd; otherwise the handle owns it.
+      // A passthrough open made the created fd the node's I/O fd; otherwise the handle owns it.
       this.writeOpenOut(o, this.addFile(backingId > 0 ? -1 : fd, node, null, backingId), FOPEN_KEEP_CACHE);
     }
     return this.okFor(ENTRY_OUT_SIZE + OPEN_OUT_SIZE, uniqueLow, uniqueHigh);

@@ -3,7 +3,7 @@
 // thing through the kernel: reads of a passthrough file reach no server, the lower layer of a
 // union is never written, and backing registrations do not outlive the opens.
 import assert from 'node:assert/strict';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { release, tmpdir } from 'node:os';
 import { gunzipSync } from 'node:zlib';
@@ -153,6 +153,22 @@ describe('FUSE handler: passthrough I/O modes', () => {
     assert.equal(b.backingId, 0, 'after EPERM no further attempt');
     await client.release(up.nodeid, a.fh);
     await client.release(up.nodeid, b.fh);
+  });
+
+  it('a CREATE the kernel will not pass through leaves the created fd to its handle alone', async () => {
+    await start(true);
+    backing.refuse = 24; // EMFILE: this open only
+    const created = await client.create(1, 'refused.txt');
+    assert.equal(created.error, 0);
+    assert.equal(backing.live.size, 0);
+    await client.release(created.nodeid, created.fh); // closes the handle's fd
+    const other = openSync(join(dir, 'upper/up.txt'), 'r'); // the lowest free number: likely that fd's
+    try {
+      await client.forget(created.nodeid, 1); // frees the node
+      assert.doesNotThrow(() => fstatSync(other), 'freeing the node closed an fd it never owned');
+    } finally {
+      closeSync(other);
+    }
   });
 });
 
