@@ -88,10 +88,6 @@ export class PassthroughTable {
     this.modes.delete(node);
   }
 
-  get size(): number {
-    return this.modes.size;
-  }
-
   private register(node: FsNode, mode: NodeMode, hostFd: () => number): boolean {
     if (this.disabled || !PassthroughTable.eligible(node)) return false;
     const id = this.backing.open(hostFd());
