@@ -6,6 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { median } from './median.js';
 import { cleanup, fuseUnavailable, type RunningMount, scratchDir, sh, startMount, toolMissing } from '../test/fs/mount-harness.js';
 
 const ROUNDS = Number(process.env['NOVM_BENCH_ROUNDS'] ?? 3);
@@ -99,12 +100,6 @@ const workloads: Workload[] = [
     },
   },
 ];
-
-function median(xs: readonly number[]): number {
-  const sorted = [...xs].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
 
 async function main(): Promise<void> {
   const missing = fuseUnavailable() || ['fio', 'fs_mark', 'bindfs'].map(toolMissing).find((r) => r !== false);

@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { median } from './median.js';
 import { FIO, buildInitramfs, fioCommand, parseFio, qemuUnavailableReason, runGuest } from '../test/qemu/harness.js';
 
 const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
@@ -111,12 +112,6 @@ const starters: Record<string, (socket: string, shared: string) => ChildProcess>
   virtiofsd: (socket, shared) =>
     spawn(VIRTIOFSD, [`--socket-path=${socket}`, '-o', `source=${shared}`, '-o', 'cache=auto', '-o', 'sandbox=chroot', ...virtiofsdArgs], { stdio: ['ignore', 'ignore', 'inherit'] }),
 };
-
-function median(xs: readonly number[]): number {
-  const sorted = [...xs].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
 
 /** A server's best fio figure per job over the rounds that ran fio. */
 function bestIops(runs: readonly Figures[]): number[] {
