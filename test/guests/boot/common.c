@@ -2,7 +2,14 @@
 
 static int failures;
 
-void putc_serial(char c) { outb(COM1, (u8)c); }
+/* Wait for an empty transmit holding register (LSR bit 5) as a real driver does: QEMU's UART drops
+ * a byte written while the previous one is still held (seen under CI load). Bounded, so a UART
+ * that never reports THRE still gets its bytes. */
+void putc_serial(char c) {
+  for (int spins = 0; spins < 100000 && !(inb(COM1 + 5) & 0x20); spins++) {
+  }
+  outb(COM1, (u8)c);
+}
 
 void puts_serial(const char *s) {
   while (*s) putc_serial(*s++);

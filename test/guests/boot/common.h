@@ -18,6 +18,11 @@ typedef unsigned int uptr;
 #define DEBUG_EXIT_PORT 0x501
 
 static inline void outb(u16 port, u8 value) { __asm__ volatile("outb %0, %1" : : "a"(value), "Nd"(port)); }
+static inline u8 inb(u16 port) {
+  u8 value;
+  __asm__ volatile("inb %1, %0" : "=a"(value) : "Nd"(port));
+  return value;
+}
 
 void putc_serial(char c);
 void puts_serial(const char *s);
