@@ -5,9 +5,11 @@
 // LibuvDataIo (the default) uses node:fs callbacks in libuv's thread pool and replies through the
 // handler's `done` callback. The /dev/fuse transport supplies its own DataIo that hands the work to
 // I/O worker threads which write the reply themselves (see dev-fuse-loop.ts). SyncDataIo blocks the
-// calling thread: for a device with a thread of its own (src/vhost-user/queue-thread.ts).
+// calling thread: for a device with a thread of its own (src/vhost-user/queue-thread.ts). Only a
+// synchronous DataIo offers readv/writev (data moved in place through a transport's iovecs, see
+// data-payload.ts): the iovecs are valid only until the call returns.
 import { fdatasync, fsync, read, write } from 'node:fs';
-import { fdatasync as fdatasyncFd, fsync as fsyncFd, lastErrno, nativeBuffer, pread, pwrite } from '../native/fs-calls.js';
+import { fdatasync as fdatasyncFd, fsync as fsyncFd, lastErrno, nativeBuffer, pread, preadv, pwrite, pwritev } from '../native/fs-calls.js';
 import { errnoOf } from './errors.js';
 import { MAX_WRITE, OUT_HEADER_SIZE } from './fuse-abi.js';
 
@@ -27,6 +29,13 @@ export interface DataIo {
   read(fd: number, offset: number, size: number, unique: Unique, done: DataReply): void;
   /** WRITE of `data` (a view into the request, valid until the reply) at `offset`; reply = header + fuse_write_out. */
   write(fd: number, data: Uint8Array, offset: number, unique: Unique, done: DataReply): void;
+  /** READ of `size` bytes at `offset` into the `count` iovecs of `iov` (which describe exactly
+   *  `size` bytes, and may be changed); reply = the out header alone, len = 16 + bytes read. Done
+   *  before it returns. */
+  readv?(fd: number, iov: BigUint64Array, count: number, size: number, offset: number, unique: Unique, done: DataReply): void;
+  /** WRITE of the `size` bytes the `count` iovecs of `iov` describe (may be changed); reply =
+   *  header + fuse_write_out. Done before it returns. */
+  writev?(fd: number, iov: BigUint64Array, count: number, size: number, offset: number, unique: Unique, done: DataReply): void;
   /** FSYNC / FSYNCDIR; reply = header only. */
   fsync(fd: number, datasync: boolean, unique: Unique, done: DataReply): void;
   /** True while an operation on `fd` is in flight (a RELEASE must not close it yet). */
@@ -130,7 +139,11 @@ export class SyncDataIo implements DataIo {
   }
 
   write(fd: number, data: Uint8Array, offset: number, unique: Unique, done: DataReply): void {
-    const put = transferAll(pwrite, fd, data, data.length, offset);
+    this.writeReply(transferAll(pwrite, fd, data, data.length, offset), unique, done);
+  }
+
+  /** fuse_write_out for `put` bytes written, or the error -errno. */
+  private writeReply(put: number, unique: Unique, done: DataReply): void {
     if (put < 0) {
       header(this.out, OUT_HEADER_SIZE, put, unique);
       return done(this.reply.subarray(0, OUT_HEADER_SIZE));
@@ -139,6 +152,17 @@ export class SyncDataIo implements DataIo {
     this.out.setUint32(OUT_HEADER_SIZE, put, true);
     this.out.setUint32(OUT_HEADER_SIZE + 4, 0, true);
     done(this.reply.subarray(0, OUT_HEADER_SIZE + 8));
+  }
+
+  readv(fd: number, iov: BigUint64Array, count: number, size: number, offset: number, unique: Unique, done: DataReply): void {
+    const got = transferAllVectored(preadv, fd, iov, count, size, offset);
+    header(this.out, OUT_HEADER_SIZE + (got < 0 ? 0 : got), got < 0 ? got : 0, unique);
+    done(this.reply.subarray(0, OUT_HEADER_SIZE));
+  }
+
+  writev(fd: number, iov: BigUint64Array, count: number, size: number, offset: number, unique: Unique, done: DataReply): void {
+    const put = transferAllVectored(pwritev, fd, iov, count, size, offset);
+    this.writeReply(put, unique, done);
   }
 
   fsync(fd: number, datasync: boolean, unique: Unique, done: DataReply): void {
@@ -164,6 +188,40 @@ function transferAll(call: typeof pread, fd: number, buffer: Uint8Array, want: n
     }
     if (n === 0) break;
     moved += n;
+  }
+  return moved;
+}
+
+/**
+ * preadv or pwritev of the `size` bytes described by iov[0, count), resumed like transferAll: after
+ * a short transfer the iovecs are advanced past the bytes moved (rare, so the bigint arithmetic
+ * and the subarray it costs are fine there). Returns the bytes moved, or -errno if the first call
+ * failed; a later failure reports what was moved before it.
+ */
+function transferAllVectored(call: typeof preadv, fd: number, iov: BigUint64Array, count: number, size: number, offset: number): number {
+  let moved = 0;
+  let first = 0;
+  while (moved < size && first < count) {
+    const n = call(fd, first === 0 ? iov : iov.subarray(2 * first), count - first, offset + moved);
+    if (n < 0) {
+      const errno = lastErrno();
+      if (errno === EINTR) continue;
+      if (moved > 0) break;
+      return -errno;
+    }
+    if (n === 0) break;
+    moved += n;
+    if (moved >= size) break;
+    // Skip the iovecs filled completely, then trim the one filled in part.
+    let left = BigInt(n);
+    while (first < count && left >= iov[2 * first + 1]!) {
+      left -= iov[2 * first + 1]!;
+      first++;
+    }
+    if (first < count && left > 0n) {
+      iov[2 * first] = iov[2 * first]! + left;
+      iov[2 * first + 1] = iov[2 * first + 1]! - left;
+    }
   }
   return moved;
 }

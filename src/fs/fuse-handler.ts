@@ -6,13 +6,17 @@
 //                                   libuv thread pool so a slow one does not stall the others);
 //                                   done(null) means "no reply" (FORGET, BATCH_FORGET, INTERRUPT).
 //                                   The reply bytes are only valid during the callback.
+//   handler.handle(request, done, payload)
+//                                   a READ or WRITE whose data stays in the transport's memory
+//                                   (virtio-fs on host-mapped guest RAM): moved with preadv/pwritev
+//                                   through the payload's iovecs, see data-payload.ts.
 //   handler.forget(request)         the FORGET/BATCH_FORGET fast path (virtio-fs hiprio queue):
 //                                   no reply, no allocation.
 //
 // Every field the client sends is bounds-checked against the request length; a malformed request
 // gets an error reply (EINVAL/EPROTO/ESTALE/EBADF), never an exception out of handle().
 import {
-  closeFd, fallocate, fstatfs, lseek, nativeBuffer, O_ACCMODE, S_IFREG, preadv2, pwrite, RWF_NOWAIT, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, S_IFDIR, SEEK_DATA, SEEK_HOLE,
+  closeFd, fallocate, fstatfs, lseek, nativeBuffer, O_ACCMODE, S_IFREG, preadv2, pwrite, pwritev, RWF_NOWAIT, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, S_IFDIR, SEEK_DATA, SEEK_HOLE,
   STATFS_SIZE, StatfsOffset, StatOffset, syncfs,
 } from '../native/fs-calls.js';
 import { Errno, errnoOf, FsError, fsError, sys } from './errors.js';
@@ -26,6 +30,7 @@ import {
   OPEN_OUT_SIZE, Opcode, OUT_HEADER_SIZE, REQUEST_BUFFER_SIZE, STATFS_OUT_SIZE, WRITE_IN_SIZE,
 } from './fuse-abi.js';
 import { type DataIo, LibuvDataIo, type Unique } from './data-io.js';
+import type { DataPayload } from './data-payload.js';
 import type { MetaIo } from './meta-io.js';
 import type { HostStat } from './host-stat.js';
 import { IdTable } from './id-table.js';
@@ -196,9 +201,9 @@ export class FuseHandler {
     if (node) this.union.forget(node, count);
   }
 
-  handle(request: Uint8Array, done: ReplyCallback): void {
+  handle(request: Uint8Array, done: ReplyCallback, payload?: DataPayload): void {
     this.metrics.requests++;
-    if (!this.decode(request)) {
+    if (!this.decode(request, payload)) {
       this.metrics.malformed++;
       // Too short to carry a unique id: nothing can be answered.
       if (request.length < 16) return done(null);
@@ -214,8 +219,8 @@ export class FuseHandler {
     const t0 = this.profile ? process.hrtime.bigint() : 0n;
     try {
       if (op !== Opcode.INIT && !this.initialized) throw fsError(Errno.EIO);
-      if (this.metaIo && (this.copying.size > 0 || MAY_COPY_UP[op] === 1) && this.waitsForCopyUp(op, request, done)) return;
-      this.dispatch(op, request, done);
+      if (this.metaIo && (this.copying.size > 0 || MAY_COPY_UP[op] === 1) && this.waitsForCopyUp(op, request, done, payload)) return;
+      this.dispatch(op, request, done, payload);
       if (this.profile && op < 64) {
         this.profile.count[op]!++;
         this.profile.nanos[op]! += Number(process.hrtime.bigint() - t0);
@@ -234,7 +239,9 @@ export class FuseHandler {
 
   // ---- decoding helpers -------------------------------------------------------------------------
 
-  private decode(request: Uint8Array): boolean {
+  /** Points the decoding state at `request`; a WRITE's payload counts towards its length (the
+   *  request then holds its headers only, and nothing past them is read from it). */
+  private decode(request: Uint8Array, payload?: DataPayload): boolean {
     let cached = this.views.get(request.buffer);
     if (!cached) {
       cached = { view: new DataView(request.buffer), buffer: Buffer.from(request.buffer) };
@@ -245,7 +252,8 @@ export class FuseHandler {
     this.base = request.byteOffset;
     if (request.length < IN_HEADER_SIZE) return false;
     const len = this.dv.getUint32(this.base, true);
-    if (len < IN_HEADER_SIZE || len > request.length) return false;
+    const extra = payload !== undefined && this.dv.getUint32(this.base + 4, true) === Opcode.WRITE ? payload.bytes : 0;
+    if (len < IN_HEADER_SIZE || len > request.length + extra) return false;
     this.end = this.base + len;
     return true;
   }
@@ -534,12 +542,14 @@ export class FuseHandler {
    * changes in its directory wait for it (in order), while everything else, reads of the node
    * included, goes on. Returns true when the request was taken (it will be answered later).
    */
-  private waitsForCopyUp(op: number, request: Uint8Array, done: ReplyCallback): boolean {
+  private waitsForCopyUp(op: number, request: Uint8Array, done: ReplyCallback, payload?: DataPayload): boolean {
     const node = this.union.nodes.get(this.dv.getUint32(this.base + 16, true), this.dv.getUint32(this.base + 20, true));
     for (const [copied, waiting] of this.copying) {
       if ((node === copied && READS[op] !== 1) || (node === copied.parent && NAMESPACE_OPS[op] === 1) || this.secondNodeIs(op, copied)) {
         const resume = this.metaIo!.park();
-        waiting.push(() => resume(() => this.handle(request, done)));
+        // Handled later: a payload's iovecs would be stale by then, so it waits as a copy.
+        const kept = payload === undefined ? request : payload.gather();
+        waiting.push(() => resume(() => this.handle(kept, done)));
         return true;
       }
     }
@@ -550,6 +560,7 @@ export class FuseHandler {
     if (op === Opcode.WRITE && (this.u32(IN_HEADER_SIZE) !== 0 || this.u32(IN_HEADER_SIZE + 4) !== 0)) return false;
     const plan = this.union.planCopyUp(node, this.copyUpInlineMax);
     if (plan === null) return false;
+    const kept = payload === undefined ? request : payload.gather();
     const waiting: Array<() => void> = [];
     this.copying.set(node, waiting);
     const low = this.dv.getUint32(this.base + 8, true);
@@ -566,7 +577,7 @@ export class FuseHandler {
         this.union.forget(node, 1);
       }
       if (errno !== 0) done(this.errorReplyFor(errno, low, high));
-      else this.handle(request, done);
+      else this.handle(kept, done);
       for (const wake of waiting) wake();
     });
     return true;
@@ -602,7 +613,7 @@ export class FuseHandler {
 
   // ---- dispatch ---------------------------------------------------------------------------------
 
-  private dispatch(op: number, request: Uint8Array, done: ReplyCallback): void {
+  private dispatch(op: number, request: Uint8Array, done: ReplyCallback, payload?: DataPayload): void {
     const I = IN_HEADER_SIZE;
     const u = this.union;
     switch (op) {
@@ -725,9 +736,9 @@ export class FuseHandler {
         return done(this.createdReply(made.node, made.fd, this.dv.getUint32(this.base + 8, true), this.dv.getUint32(this.base + 12, true)));
       }
       case Opcode.READ:
-        return this.read(done);
+        return this.read(done, payload);
       case Opcode.WRITE:
-        return this.write(request, done);
+        return this.write(request, done, payload);
       case Opcode.FLUSH:
         // Nothing to flush here (no server-side buffering; the kernel writes dirty pages back
         // before sending FLUSH). ENOSYS tells the kernel to stop sending it: one round trip less
@@ -980,12 +991,21 @@ export class FuseHandler {
 
   // ---- data path (libuv thread pool) ------------------------------------------------------------
 
-  private read(done: ReplyCallback): void {
+  private read(done: ReplyCallback, payload?: DataPayload): void {
     const I = IN_HEADER_SIZE;
     const f = this.ioFile(false);
     const offset = this.u64(I + 8);
     const size = Math.min(this.u32(I + 16), MAX_WRITE);
     if (f.fd < 0) throw fsError(Errno.EISDIR);
+    // Straight into the transport's memory when it offers the reply's data area as iovecs (and
+    // they hold `size` bytes: a smaller buffer gets the copied reply, as without a payload).
+    if (payload !== undefined && payload.limit(size)) {
+      const n = preadv2(f.fd, payload.iov, payload.iovCount, offset, RWF_NOWAIT);
+      if (n === size) return done(this.placed(n));
+      if (this.dataIo.readv) return this.dataIo.readv(f.fd, payload.iov, payload.iovCount, size, offset, this.uniqueOf(), done);
+      // An asynchronous DataIo finishes after the iovecs may be stale: it replies with a copy.
+      return this.dataIo.read(f.fd, offset, size, this.uniqueOf(), done);
+    }
     // Page-cache hit: complete inline. A short or EAGAIN result goes to the blocking path, because
     // a short READ reply means end of file to the client.
     this.iov[1] = BigInt(size);
@@ -994,7 +1014,7 @@ export class FuseHandler {
     this.dataIo.read(f.fd, offset, size, this.uniqueOf(), done);
   }
 
-  private write(request: Uint8Array, done: ReplyCallback): void {
+  private write(request: Uint8Array, done: ReplyCallback, payload?: DataPayload): void {
     const I = IN_HEADER_SIZE;
     const f = this.ioFile(true);
     const offset = this.u64(I + 8);
@@ -1005,6 +1025,7 @@ export class FuseHandler {
     if (f.fd < 0) throw fsError(Errno.EISDIR);
     const start = this.base - request.byteOffset + dataAt;
     if ((this.u32(I + 20) & FUSE_WRITE_KILL_SUIDGID) !== 0) this.union.killPrivileges(f.node);
+    if (payload !== undefined) return this.writeFrom(payload, f.fd, size, offset, request, done);
     if (size <= INLINE_WRITE_MAX) {
       const n = sys(pwrite(f.fd, request.subarray(start, start + size), size, offset));
       this.out.setUint32(OUT_HEADER_SIZE, n, true);
@@ -1012,6 +1033,29 @@ export class FuseHandler {
       return done(this.ok(8));
     }
     this.dataIo.write(f.fd, request.subarray(start, start + size), offset, this.uniqueOf(), done);
+  }
+
+  /** WRITE whose data is the payload's (decode() counted it towards the request's length, and
+   *  need() checked that it holds `size` bytes). */
+  private writeFrom(payload: DataPayload, fd: number, size: number, offset: number, request: Uint8Array, done: ReplyCallback): void {
+    if (!payload.limit(size)) throw fsError(Errno.EINVAL);
+    if (size <= INLINE_WRITE_MAX) {
+      const n = sys(pwritev(fd, payload.iov, payload.iovCount, offset));
+      this.out.setUint32(OUT_HEADER_SIZE, n, true);
+      this.out.setUint32(OUT_HEADER_SIZE + 4, 0, true);
+      return done(this.ok(8));
+    }
+    if (this.dataIo.writev) return this.dataIo.writev(fd, payload.iov, payload.iovCount, size, offset, this.uniqueOf(), done);
+    // An asynchronous DataIo finishes after this returns, when the iovecs may be stale: it gets a copy.
+    const start = IN_HEADER_SIZE + WRITE_IN_SIZE + this.base - request.byteOffset;
+    const copied = payload.gather();
+    this.dataIo.write(fd, copied.subarray(start, start + size), offset, this.uniqueOf(), done);
+  }
+
+  /** The reply to a READ whose `n` bytes went straight to the payload: the out header alone,
+   *  its len counting them. */
+  private placed(n: number): Uint8Array {
+    return this.header(OUT_HEADER_SIZE + n, 0, this.dv.getUint32(this.base + 8, true), this.dv.getUint32(this.base + 12, true)).subarray(0, OUT_HEADER_SIZE);
   }
 
   private fsync(op: number, done: ReplyCallback): void {

@@ -37,9 +37,15 @@ export class GuestMemory {
   readonly regions: readonly GuestRegion[];
   private readonly chunks: Chunk[] = [];
   private last: Chunk | undefined;
+  /** Regions mapped in this process, as [guest start, guest end, host address] numbers (host
+   *  addresses are below 2^47, exact as doubles; numbers keep hostAddressOf free of bigints). */
+  private readonly mapped: Float64Array;
 
   constructor(backings: readonly RegionBacking[]) {
     this.regions = backings.map((b) => b.region);
+    const mapped = this.regions.filter((r) => r.hostAddress !== 0n);
+    this.mapped = new Float64Array(3 * mapped.length);
+    mapped.forEach((r, i) => this.mapped.set([r.start, r.start + r.size, Number(r.hostAddress)], 3 * i));
     for (const backing of backings) {
       let cursor = backing.region.start as number;
       for (const buffer of backing.buffers) {
@@ -98,6 +104,27 @@ export class GuestMemory {
       cursor = chunk.end;
     }
     return true;
+  }
+
+  /** True if some region has a host mapping in this process (hostAddressOf can succeed). */
+  get hasHostMapping(): boolean {
+    return this.mapped.length > 0;
+  }
+
+  /**
+   * The host virtual address of guest [address, address + length) when the whole range lies in
+   * one region mapped in this process (a region is one contiguous mapping, whatever its views);
+   * undefined if the range is not guest RAM, crosses a region end, or the region has no host
+   * mapping (anonymous test memory). For handing guest buffers to system calls (iovecs).
+   */
+  hostAddressOf(address: number, length: number): number | undefined {
+    if (!Number.isSafeInteger(address) || !Number.isSafeInteger(length) || address < 0 || length < 0) return undefined;
+    const mapped = this.mapped;
+    for (let i = 0; i < mapped.length; i += 3) {
+      const start = mapped[i]!;
+      if (address >= start && address < mapped[i + 1]! && address + length <= mapped[i + 1]!) return mapped[i + 2]! + (address - start);
+    }
+    return undefined;
   }
 
   /**

@@ -71,6 +71,56 @@ export class DescriptorChain {
   }
 
   /**
+   * Describes the bytes [offset, offset + length) of the device-readable (writable = false) or
+   * device-writable side as host iovecs (struct iovec: u64 base, u64 length) for preadv/pwritev
+   * straight into guest memory. `words` is a Uint32Array alias of the caller's iovec array, four
+   * words per iovec, written as numbers so that no bigint is made per segment (x86-64: little
+   * endian). Neighbouring segments that are contiguous on the host merge into one iovec.
+   * Returns the number of iovecs, or -1 when the range cannot be described that way, so the
+   * caller copies instead: a segment outside every host-mapped region or crossing a region's end
+   * (GuestMemory.hostAddressOf), more than `maxIovecs` iovecs (IOV_MAX), or fewer than `length`
+   * bytes on that side. Every segment was checked against guest RAM when the chain was read.
+   */
+  hostIovecs(memory: GuestMemory, writable: boolean, offset: number, length: number, words: Uint32Array, maxIovecs: number): number {
+    const from = writable ? this.writableStart : 0;
+    const to = writable ? this.count : this.writableStart;
+    const limit = Math.min(maxIovecs, words.length >>> 2);
+    let skipped = 0;
+    let done = 0;
+    let count = 0;
+    /** Host address just past the last iovec (-1: none yet), to merge contiguous segments. */
+    let nextHost = -1;
+    for (let i = from; i < to && done < length; i++) {
+      const segLength = this.lengths[i]!;
+      if (skipped + segLength <= offset) {
+        skipped += segLength;
+        continue;
+      }
+      const inner = offset > skipped ? offset - skipped : 0;
+      skipped += segLength;
+      const n = Math.min(segLength - inner, length - done);
+      if (n === 0) continue;
+      const host = memory.hostAddressOf(this.addresses[i]! + inner, n);
+      if (host === undefined) return -1;
+      if (host === nextHost) {
+        // Same host run as the previous iovec: lengths stay below 2^32 (chains carry < 2^32 bytes).
+        words[4 * count - 2] = words[4 * count - 2]! + n;
+      } else {
+        if (count === limit) return -1;
+        const w = 4 * count;
+        words[w] = host % 0x1_0000_0000;
+        words[w + 1] = Math.floor(host / 0x1_0000_0000);
+        words[w + 2] = n;
+        words[w + 3] = 0;
+        count++;
+      }
+      nextHost = host + n;
+      done += n;
+    }
+    return done === length ? count : -1;
+  }
+
+  /**
    * Calls visit(segmentBytes) for the part of the segments [from, to) that covers the byte
    * range [offset, offset + length) of that side of the chain; zero copy when a segment is in
    * one memory view. Returns the number of bytes visited.

@@ -6,10 +6,17 @@
 // Replies can come later than the kick (data I/O runs in the libuv pool), so every request in
 // flight owns a slot: its own DescriptorChain and a copy of the request bytes. A reset bumps
 // the epoch, and late completions from an earlier epoch are dropped without touching memory.
+//
+// Zero copy: where guest RAM is mapped in this process (vhost-user regions, memfd RAM), a WRITE's
+// data and a READ's reply data are not copied: the handler gets only the headers plus a
+// ChainPayload (host iovecs of the data part) and moves the data with pwritev/preadv in place, as
+// virtiofsd does. Anything else (anonymous memory, a range crossing a region end, more than
+// IOV_MAX pieces, other opcodes) is copied as before.
 import type { GuestMemory } from '../../../memory/guest-memory.js';
 import type { DescriptorChain } from '../../queue/descriptor-chain.js';
 import { DescriptorChain as Chain } from '../../queue/descriptor-chain.js';
 import { QueueDevice, queueFeatures, type DeviceOptions } from '../queue-device.js';
+import { ChainPayload } from './chain-payload.js';
 
 export const VIRTIO_ID_FS = 26;
 const TAG_BYTES = 36;
@@ -18,11 +25,23 @@ const CONFIG_SIZE = 40;
 const MAX_HIPRIO_REQUEST = 64 * 1024;
 /** Linux errno for a request larger than the engine accepts. */
 const E2BIG = 7;
+/** <linux/fuse.h>: opcodes whose data can move without a copy, and header sizes. */
+const FUSE_READ = 15;
+const FUSE_WRITE = 16;
+const IN_HEADER_BYTES = 40;
+const OUT_HEADER_BYTES = 16;
+/** fuse_in_header + fuse_read_in / fuse_write_in (40 bytes each since protocol 7.9). */
+const DATA_HEADERS_BYTES = IN_HEADER_BYTES + 40;
 
 /** What the device needs of a FUSE server: src/fs FuseHandler fits. */
 export interface FuseRequestHandler {
-  /** Calls done exactly once (synchronously or later) with the reply, or null for none. */
-  handle(request: Uint8Array, done: (reply: Uint8Array | null) => void): void;
+  /**
+   * Calls done exactly once (synchronously or later) with the reply, or null for none. With a
+   * payload (READ and WRITE on host-mapped memory, see src/fs/data-payload.ts), a WRITE's request
+   * holds only its headers and the data is the payload's; a READ may place its data through the
+   * payload and reply with the out header alone, whose len counts the placed bytes.
+   */
+  handle(request: Uint8Array, done: (reply: Uint8Array | null) => void, payload?: ChainPayload): void;
   /** FORGET / BATCH_FORGET fast path. */
   forget(request: Uint8Array): void;
 }
@@ -40,11 +59,19 @@ export interface FsDeviceOptions extends DeviceOptions {
    *  A device on a thread of its own yields so that commands between runs wait a bounded time;
    *  the rest stays in the ring (notifications off) until resumeQueues(). */
   readonly requestsPerRun?: number;
+  /** Hand READ/WRITE data to the handler as iovecs into guest RAM where it is mapped in this
+   *  process (default: on, unless NOVM_FS_ZERO_COPY=0 in the environment, for A/B runs). */
+  readonly zeroCopy?: boolean;
 }
 
 interface Slot {
   chain: DescriptorChain;
   request: Uint8Array;
+  /** fuse_in_header + fuse_read_in/fuse_write_in of a request served with a payload. */
+  readonly headers: Uint8Array;
+  readonly payload: ChainPayload;
+  /** The request is a READ whose reply data may have been placed through the payload. */
+  readPayload: boolean;
   queue: number;
   epoch: number;
   /** performance.now() when the request was popped (service-time metric). */
@@ -75,7 +102,10 @@ export class FsDevice extends QueueDevice {
   private readonly inFlight: number[];
   private readonly drained = new Map<number, Array<() => void>>();
   /** serviceMs: summed time from pop to reply (engine plus framing), for --stats. */
-  readonly stats = { requests: 0, forgets: 0, oversized: 0, late: 0, serviceMs: 0 };
+  /** zeroCopyReads/zeroCopyWrites: data moved through a payload; gathered: payload requests the
+   *  handler still wanted copied (an asynchronous DataIo, a WRITE waiting for a copy-up). */
+  readonly stats = { requests: 0, forgets: 0, oversized: 0, late: 0, serviceMs: 0, zeroCopyReads: 0, zeroCopyWrites: 0, gathered: 0 };
+  private readonly zeroCopy: boolean;
 
   constructor(private readonly handler: FuseRequestHandler, options: FsDeviceOptions) {
     super(options);
@@ -87,6 +117,7 @@ export class FsDevice extends QueueDevice {
     this.maxInFlight = options.maxInFlight ?? 32;
     this.maxRequestBytes = options.maxRequestBytes ?? (1 << 20) + 4096;
     this.requestsPerRun = options.requestsPerRun ?? Infinity;
+    this.zeroCopy = options.zeroCopy ?? process.env['NOVM_FS_ZERO_COPY'] !== '0';
     const tag = new TextEncoder().encode(options.tag);
     if (tag.length === 0 || tag.length > TAG_BYTES) throw new RangeError(`virtio-fs tag must be 1 to ${TAG_BYTES} bytes`);
     this.config.set(tag);
@@ -184,10 +215,15 @@ export class FsDevice extends QueueDevice {
             this.throttled[index] = true;
             return;
           }
-          if (!queue.pop(slot.chain)) {
-            this.free.push(slot);
-            break;
+          let popped = false;
+          try {
+            popped = queue.pop(slot.chain);
+          } finally {
+            // A chain that breaks the rules throws (the queue then needs a reset): the slot it
+            // was to use stays free, or 32 such chains would leave none for after the reset.
+            if (!popped) this.free.push(slot);
           }
+          if (!popped) break;
           this.stats.requests++;
           taken++;
           slot.queue = index;
@@ -200,10 +236,9 @@ export class FsDevice extends QueueDevice {
             this.finish(slot, this.errorReply(slot.chain, memory, E2BIG));
             continue;
           }
-          if (slot.request.length < length) slot.request = new Uint8Array(Math.max(length, 2 * slot.request.length));
-          const request = slot.request.subarray(0, length);
-          slot.chain.readFrom(memory, 0, request);
-          this.handler.handle(request, slot.done);
+          slot.readPayload = false;
+          if (this.zeroCopy && memory.hasHostMapping && this.serveWithPayload(slot, memory, length)) continue;
+          this.handler.handle(this.copyRequest(slot, memory), slot.done);
         }
         if (!queue.enableNotifications()) break;
       }
@@ -211,6 +246,49 @@ export class FsDevice extends QueueDevice {
       this.processing = false;
       this.flushSignals();
     }
+  }
+
+  /** The whole device-readable part copied into the slot's request buffer (grown if needed). */
+  private copyRequest(slot: Slot, memory: GuestMemory): Uint8Array {
+    const length = slot.chain.readableBytes;
+    if (slot.request.length < length) slot.request = new Uint8Array(Math.max(length, 2 * slot.request.length));
+    const request = slot.request.subarray(0, length);
+    slot.chain.readFrom(memory, 0, request);
+    return request;
+  }
+
+  /**
+   * READ and WRITE without a copy of their data: the opcode is peeked in guest memory, the
+   * headers are copied, and the data part is described as host iovecs (ChainPayload). False when
+   * the request is anything else or its data cannot be described that way (then it is copied).
+   */
+  private serveWithPayload(slot: Slot, memory: GuestMemory, length: number): boolean {
+    const chain = slot.chain;
+    // The opcode is the in_header's second u32; a first segment shorter than that is copied.
+    if (length < DATA_HEADERS_BYTES || chain.count === 0 || chain.writableStart === 0 || chain.lengths[0]! < 8) return false;
+    const op = memory.readU32LE(chain.addresses[0]! + 4);
+    if (op === FUSE_WRITE) {
+      // The data is whatever follows the headers; the handler checks in_header.len against it.
+      if (length === DATA_HEADERS_BYTES || !slot.payload.describe(chain, memory, false, DATA_HEADERS_BYTES, length - DATA_HEADERS_BYTES)) return false;
+    } else if (op === FUSE_READ) {
+      // The reply's data area: the writable side after the out header (a shorter buffer than the
+      // READ asks for is the handler's to notice, through limit()).
+      if (length !== DATA_HEADERS_BYTES || chain.writableBytes <= OUT_HEADER_BYTES || !slot.payload.describe(chain, memory, true, OUT_HEADER_BYTES, chain.writableBytes - OUT_HEADER_BYTES)) return false;
+      slot.readPayload = true;
+    } else {
+      return false;
+    }
+    chain.readFrom(memory, 0, slot.headers);
+    const headers = slot.headers;
+    if ((headers[4]! | (headers[5]! << 8) | (headers[6]! << 16) | (headers[7]! << 24)) !== op) {
+      // The guest changed the opcode under us: serve what the copy says, copied.
+      slot.readPayload = false;
+      this.handler.handle(this.copyRequest(slot, memory), slot.done);
+      return true;
+    }
+    if (op === FUSE_WRITE) this.stats.zeroCopyWrites++;
+    this.handler.handle(headers, slot.done, slot.payload);
+    return true;
   }
 
   /**
@@ -231,10 +309,22 @@ export class FsDevice extends QueueDevice {
     if (slot !== undefined && slot.chain.capacity < queueSize) slot.chain = new Chain(queueSize);
     if (slot === undefined && this.slotCount < this.maxInFlight) {
       this.slotCount++;
-      const created: Slot = { chain: new Chain(queueSize), request: new Uint8Array(4096), queue: 0, epoch: -1, started: 0, done: (reply) => this.finish(created, reply) };
+      const created: Slot = {
+        chain: new Chain(queueSize), request: new Uint8Array(4096), headers: new Uint8Array(DATA_HEADERS_BYTES),
+        payload: new ChainPayload(() => this.gather(created)), readPayload: false, queue: 0, epoch: -1, started: 0,
+        done: (reply) => this.finish(created, reply),
+      };
       slot = created;
     }
     return slot;
+  }
+
+  /** ChainPayload.gather(): the request copied as without a payload (only while it is handled). */
+  private gather(slot: Slot): Uint8Array {
+    const memory = this.memory;
+    if (memory === undefined || slot.epoch !== this.epoch) return slot.headers;
+    this.stats.gathered++;
+    return this.copyRequest(slot, memory);
   }
 
   /** A reply from the engine (or none): write it, return the chain, maybe notify. */
@@ -248,7 +338,17 @@ export class FsDevice extends QueueDevice {
       const queue = this.queues[slot.queue];
       const memory = this.memory;
       if (queue === undefined || memory === undefined || !this.isActive) return;
-      const written = reply === null ? 0 : slot.chain.writeTo(memory, 0, reply);
+      let written = reply === null ? 0 : slot.chain.writeTo(memory, 0, reply);
+      if (slot.readPayload && reply !== null && reply.length === OUT_HEADER_BYTES && written === OUT_HEADER_BYTES) {
+        // A READ whose data went straight into the chain: the header's len counts it (bounded by
+        // what the payload described, so a wrong len cannot claim bytes never written).
+        const len = (reply[0]! | (reply[1]! << 8) | (reply[2]! << 16) | (reply[3]! << 24)) >>> 0;
+        const error = reply[4]! | reply[5]! | reply[6]! | reply[7]!;
+        if (error === 0 && len > OUT_HEADER_BYTES) {
+          written += Math.min(len - OUT_HEADER_BYTES, slot.payload.bytes);
+          this.stats.zeroCopyReads++;
+        }
+      }
       queue.pushUsed(slot.chain.head, written);
       this.stats.serviceMs += performance.now() - slot.started;
       this.pendingSignal[slot.queue] = true;
