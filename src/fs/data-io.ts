@@ -198,7 +198,7 @@ function transferAll(call: typeof pread, fd: number, buffer: Uint8Array, want: n
  * and the subarray it costs are fine there). Returns the bytes moved, or -errno if the first call
  * failed; a later failure reports what was moved before it.
  */
-function transferAllVectored(call: typeof preadv, fd: number, iov: BigUint64Array, count: number, size: number, offset: number): number {
+export function transferAllVectored(call: typeof preadv, fd: number, iov: BigUint64Array, count: number, size: number, offset: number): number {
   let moved = 0;
   let first = 0;
   while (moved < size && first < count) {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { LibuvDataIo, SyncDataIo, type DataIo } from '../../src/fs/data-io.js';
+import { LibuvDataIo, SyncDataIo, transferAllVectored, type DataIo } from '../../src/fs/data-io.js';
 import { configFromFlags, FuseHandler, UnionFs } from '../../src/fs/index.js';
 import type { GuestAddress } from '../../src/memory/address.js';
 import { GuestMemory } from '../../src/memory/guest-memory.js';
@@ -452,4 +452,26 @@ test('virtio-fs zero copy vs hostile chains: READ/WRITE headers over random segm
     releaseRegions(regions);
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('SyncDataIo vectored transfers resume after a short transfer inside an iovec, and stop at end of file', () => {
+  // iovecs of 4, 6 and 10 bytes at made-up addresses; the fake call moves 7, then 8, then 0 bytes.
+  const iov = BigUint64Array.of(1000n, 4n, 2000n, 6n, 3000n, 10n);
+  const calls: Array<{ iov: bigint[]; count: number; offset: number }> = [];
+  const moves = [7, 8, 0];
+  const moved = transferAllVectored((_fd, v, count, offset) => {
+    calls.push({ iov: Array.from(v.subarray(0, 2 * count)), count, offset });
+    return moves.shift()!;
+  }, 3, iov, 3, 20, 100);
+  assert.equal(moved, 15);
+  assert.deepEqual(calls, [
+    { iov: [1000n, 4n, 2000n, 6n, 3000n, 10n], count: 3, offset: 100 },
+    { iov: [2003n, 3n, 3000n, 10n], count: 2, offset: 107 },
+    { iov: [3005n, 5n], count: 1, offset: 115 },
+  ]);
+  // Everything in one call: one call, nothing changed.
+  const whole = BigUint64Array.of(1000n, 4n, 2000n, 6n);
+  let count = 0;
+  assert.equal(transferAllVectored(() => (count++, 10), 3, whole, 2, 10, 0), 10);
+  assert.equal(count, 1);
 });
