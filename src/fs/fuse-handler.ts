@@ -1025,7 +1025,7 @@ export class FuseHandler {
     if (f.fd < 0) throw fsError(Errno.EISDIR);
     const start = this.base - request.byteOffset + dataAt;
     if ((this.u32(I + 20) & FUSE_WRITE_KILL_SUIDGID) !== 0) this.union.killPrivileges(f.node);
-    if (payload !== undefined) return this.writeFrom(payload, f.fd, size, offset, request, done);
+    if (payload !== undefined) return this.writeFrom(payload, f.fd, size, offset, done);
     if (size <= INLINE_WRITE_MAX) {
       const n = sys(pwrite(f.fd, request.subarray(start, start + size), size, offset));
       this.out.setUint32(OUT_HEADER_SIZE, n, true);
@@ -1037,7 +1037,7 @@ export class FuseHandler {
 
   /** WRITE whose data is the payload's (decode() counted it towards the request's length, and
    *  need() checked that it holds `size` bytes). */
-  private writeFrom(payload: DataPayload, fd: number, size: number, offset: number, request: Uint8Array, done: ReplyCallback): void {
+  private writeFrom(payload: DataPayload, fd: number, size: number, offset: number, done: ReplyCallback): void {
     if (!payload.limit(size)) throw fsError(Errno.EINVAL);
     if (size <= INLINE_WRITE_MAX) {
       const n = sys(pwritev(fd, payload.iov, payload.iovCount, offset));
@@ -1047,7 +1047,7 @@ export class FuseHandler {
     }
     if (this.dataIo.writev) return this.dataIo.writev(fd, payload.iov, payload.iovCount, size, offset, this.uniqueOf(), done);
     // An asynchronous DataIo finishes after this returns, when the iovecs may be stale: it gets a copy.
-    const start = IN_HEADER_SIZE + WRITE_IN_SIZE + this.base - request.byteOffset;
+    const start = IN_HEADER_SIZE + WRITE_IN_SIZE;
     const copied = payload.gather();
     this.dataIo.write(fd, copied.subarray(start, start + size), offset, this.uniqueOf(), done);
   }

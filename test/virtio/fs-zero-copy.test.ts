@@ -4,13 +4,14 @@
 // mapped RAM and on anonymous RAM (the copying path), and both must give the same used lengths,
 // the same bytes in the guest and the same file; the device's counters show which path ran.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { LibuvDataIo, SyncDataIo, transferAllVectored, type DataIo } from '../../src/fs/data-io.js';
 import { configFromFlags, FuseHandler, UnionFs } from '../../src/fs/index.js';
+import type { MetaIo } from '../../src/fs/meta-io.js';
 import type { GuestAddress } from '../../src/memory/address.js';
 import { GuestMemory } from '../../src/memory/guest-memory.js';
 import { createMemfdMemory, releaseRegions, type MappedRegion } from '../../src/memory/memfd-memory.js';
@@ -474,4 +475,74 @@ test('SyncDataIo vectored transfers resume after a short transfer inside an iove
   let count = 0;
   assert.equal(transferAllVectored(() => (count++, 10), 3, whole, 2, 10, 0), 10);
   assert.equal(count, 1);
+});
+
+test('virtio-fs zero copy: WRITEs that wait for a large copy-up are kept as copies, not as iovecs', async () => {
+  const { memory, regions } = mapped();
+  const dir = mkdtempSync(join(tmpdir(), 'novm-zero-copy-copyup-'));
+  mkdirSync(join(dir, 'lower'));
+  mkdirSync(join(dir, 'upper'));
+  const original = pattern(50_000, 11);
+  writeFileSync(join(dir, 'lower', 'big'), original);
+  // A MetaIo that copies on a later turn of the event loop, as an I/O worker would.
+  const meta: MetaIo = {
+    create: () => assert.fail('no CREATE here'),
+    mkdir: () => assert.fail('no MKDIR here'),
+    copyData: (src, dst, size, done) => setImmediate(() => {
+      const bytes = Buffer.alloc(size);
+      assert.equal(readSync(src, bytes, 0, size, 0), size);
+      assert.equal(writeSync(dst, bytes, 0, size, 0), size);
+      done(0);
+    }),
+    park: () => (resume) => setImmediate(resume),
+  };
+  const union = new UnionFs(configFromFlags([`/=${join(dir, 'lower')}`], [`/=${join(dir, 'upper')}`]));
+  const handler = new FuseHandler(union, { log: () => undefined, dataIo: new SyncDataIo(), metaIo: meta, copyUpInlineMax: 1000 });
+  const client = new FakeFuseClient(handler);
+  const device = new FsDevice(handler, { tag: 'c', log: () => {}, queueSize: QUEUE_SIZE });
+  const rig = new Rig(memory);
+  device.activate(rig.context);
+  try {
+    assert.equal((await client.init()).error, 0);
+    const { nodeid, error } = await client.lookup(1, 'big');
+    assert.equal(error, 0);
+    // Two WRITEs without a file handle in one kick: the first starts the copy-up, the second waits for it.
+    const heads: number[] = [];
+    for (const [offset, seed] of [[10, 1], [20_000, 2]] as const) {
+      const data = pattern(3000, seed);
+      const hdr = { address: rig.take(80), length: 80, writable: false };
+      const pieces = split(rig, data.length, [1000, 7], false, 8);
+      const bytes = Buffer.concat([writeHeaders(nodeid, 0n, offset, data.length), data]);
+      let at = 0;
+      for (const s of [hdr, ...pieces]) {
+        memory.write(s.address, bytes.subarray(at, at + s.length));
+        at += s.length;
+      }
+      heads.push(rig.post([hdr, ...pieces, { address: rig.take(24), length: 24, writable: true }]));
+    }
+    device.notify(1);
+    // Until the copy-up is done, nothing is answered; the guest may reuse nothing meanwhile, but
+    // scribbling over the data now shows the writes use what was there when they were handed in.
+    assert.deepEqual(rig.queue.takeUsed(), []);
+    memory.fill(DATA_START, 64 * 1024, 0x55);
+    let used = rig.queue.takeUsed();
+    for (let i = 0; i < 200 && used.length < 2; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      used.push(...rig.queue.takeUsed());
+    }
+    assert.deepEqual(used.map((u) => [u.id, u.length]).sort(), heads.map((h) => [h, 24]).sort());
+    const expected = Buffer.from(original);
+    pattern(3000, 1).copy(expected, 10);
+    pattern(3000, 2).copy(expected, 20_000);
+    assert.ok(readFileSync(join(dir, 'upper', 'big')).equals(expected), 'both writes landed on the copied-up file');
+    assert.ok(readFileSync(join(dir, 'lower', 'big')).equals(original), 'the lower layer is untouched');
+    assert.equal(device.stats.zeroCopyWrites, 2);
+    assert.equal(device.stats.gathered, 2, 'each waiting WRITE was copied before the handler returned');
+  } finally {
+    device.reset();
+    handler.closeAll();
+    union.close();
+    releaseRegions(regions);
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -322,7 +322,8 @@ export class FsDevice extends QueueDevice {
   /** ChainPayload.gather(): the request copied as without a payload (only while it is handled). */
   private gather(slot: Slot): Uint8Array {
     const memory = this.memory;
-    if (memory === undefined || slot.epoch !== this.epoch) return slot.headers;
+    // Only called while the request is handled synchronously, so the memory it came from is here.
+    if (memory === undefined || slot.epoch !== this.epoch) throw new Error('virtio-fs: a payload was gathered after its request was handed back');
     this.stats.gathered++;
     return this.copyRequest(slot, memory);
   }
