@@ -177,19 +177,7 @@ export class SyncDataIo implements DataIo {
 /** pread or pwrite of `want` bytes of `buffer` at `offset`, resumed after short transfers and EINTR
  *  until done, end of file (0) or an error: the bytes moved, or -errno if the first call failed. */
 function transferAll(call: typeof pread, fd: number, buffer: Uint8Array, want: number, offset: number): number {
-  let moved = 0;
-  while (moved < want) {
-    const n = call(fd, buffer.subarray(moved), want - moved, offset + moved);
-    if (n < 0) {
-      const errno = lastErrno();
-      if (errno === EINTR) continue;
-      if (moved > 0) break;
-      return -errno;
-    }
-    if (n === 0) break;
-    moved += n;
-  }
-  return moved;
+  return resumed(want, (moved) => call(fd, buffer.subarray(moved), want - moved, offset + moved));
 }
 
 /**
@@ -199,19 +187,9 @@ function transferAll(call: typeof pread, fd: number, buffer: Uint8Array, want: n
  * failed; a later failure reports what was moved before it.
  */
 export function transferAllVectored(call: typeof preadv, fd: number, iov: BigUint64Array, count: number, size: number, offset: number): number {
-  let moved = 0;
   let first = 0;
-  while (moved < size && first < count) {
-    const n = call(fd, first === 0 ? iov : iov.subarray(2 * first), count - first, offset + moved);
-    if (n < 0) {
-      const errno = lastErrno();
-      if (errno === EINTR) continue;
-      if (moved > 0) break;
-      return -errno;
-    }
-    if (n === 0) break;
-    moved += n;
-    if (moved >= size) break;
+  const attempt = (moved: number): number => (first < count ? call(fd, first === 0 ? iov : iov.subarray(2 * first), count - first, offset + moved) : 0);
+  return resumed(size, attempt, (n) => {
     // Skip the iovecs filled completely, then trim the one filled in part.
     let left = BigInt(n);
     while (first < count && left >= iov[2 * first + 1]!) {
@@ -222,6 +200,25 @@ export function transferAllVectored(call: typeof preadv, fd: number, iov: BigUin
       iov[2 * first] = iov[2 * first]! + left;
       iov[2 * first + 1] = iov[2 * first + 1]! - left;
     }
+  });
+}
+
+/** Calls attempt(bytesMovedSoFar) until `want` bytes moved, it returns 0 (end of file) or fails
+ *  (EINTR is retried); after a short transfer, advance(n) before the next attempt. Returns the
+ *  bytes moved, or -errno if the first attempt failed. */
+function resumed(want: number, attempt: (moved: number) => number, advance?: (n: number) => void): number {
+  let moved = 0;
+  while (moved < want) {
+    const n = attempt(moved);
+    if (n < 0) {
+      const errno = lastErrno();
+      if (errno === EINTR) continue;
+      if (moved > 0) break;
+      return -errno;
+    }
+    if (n === 0) break;
+    moved += n;
+    if (moved < want) advance?.(n);
   }
   return moved;
 }

@@ -283,6 +283,31 @@ function mapped(): { memory: GuestMemory; regions: MappedRegion[] } {
   return createMemfdMemory([{ start: 0 as GuestAddress, size: REGION }, { start: REGION as GuestAddress, size: REGION }]);
 }
 
+/** Runs body on fresh mapped RAM and unmaps it afterwards, however body ends. */
+function withMapped<T>(body: (memory: GuestMemory, regions: MappedRegion[]) => T): T {
+  const { memory, regions } = mapped();
+  let async = false;
+  try {
+    const result = body(memory, regions);
+    if (result instanceof Promise) {
+      async = true;
+      return result.finally(() => releaseRegions(regions)) as T;
+    }
+    return result;
+  } finally {
+    if (!async) releaseRegions(regions);
+  }
+}
+
+/** Stops a device rig built on mapped RAM and a temporary directory. */
+function tearDown(device: FsDevice, handler: FuseHandler, union: UnionFs, regions: MappedRegion[], dir: string): void {
+  device.reset();
+  handler.closeAll();
+  union.close();
+  releaseRegions(regions);
+  rmSync(dir, { recursive: true, force: true });
+}
+
 function anonymous(): GuestMemory {
   return GuestMemory.anonymous([{ start: 0, size: REGION }, { start: REGION, size: REGION }]);
 }
@@ -299,8 +324,7 @@ function expectedFile(): Buffer {
 
 for (const [name, makeDataIo] of [['SyncDataIo', () => new SyncDataIo()], ['LibuvDataIo', () => new LibuvDataIo()]] as const) {
   test(`virtio-fs zero copy (${name}): READ and WRITE on mapped RAM give what the copying path gives`, async () => {
-    const { memory, regions } = mapped();
-    try {
+    await withMapped(async (memory) => {
       const direct = await scenarios(memory, makeDataIo());
       const copied = await scenarios(anonymous(), makeDataIo());
       const off = await scenarios(memory, makeDataIo(), { zeroCopy: false });
@@ -334,15 +358,12 @@ for (const [name, makeDataIo] of [['SyncDataIo', () => new SyncDataIo()], ['Libu
       assert.equal(direct.stats.zeroCopyReads, expectedReads, 'read-all, read-eof');
       assert.equal(direct.stats.gathered, name === 'SyncDataIo' ? 0 : 1, 'only an asynchronous DataIo asks for a copy of a large WRITE');
       for (const outcome of [copied, off]) assert.deepEqual([outcome.stats.zeroCopyReads, outcome.stats.zeroCopyWrites, outcome.stats.gathered], [0, 0, 0]);
-    } finally {
-      releaseRegions(regions);
-    }
+    });
   });
 }
 
 test('GuestMemory.hostAddressOf: only ranges inside one mapped region', () => {
-  const { memory, regions } = mapped();
-  try {
+  withMapped((memory, regions) => {
     const base = Number(regions[0]!.hostAddress);
     assert.equal(memory.hostAddressOf(0, REGION), base);
     assert.equal(memory.hostAddressOf(4096, 10), base + 4096);
@@ -355,14 +376,11 @@ test('GuestMemory.hostAddressOf: only ranges inside one mapped region', () => {
     assert.equal(anonymous().hostAddressOf(0, 1), undefined, 'no host mapping');
     assert.equal(anonymous().hasHostMapping, false);
     assert.equal(memory.hasHostMapping, true);
-  } finally {
-    releaseRegions(regions);
-  }
+  });
 });
 
 test('DescriptorChain.hostIovecs: merges contiguous segments, refuses what cannot be described', () => {
-  const { memory, regions } = mapped();
-  try {
+  withMapped((memory, regions) => {
     const base = Number(regions[0]!.hostAddress);
     const chain = new DescriptorChain(8);
     chain.clear(0);
@@ -389,9 +407,7 @@ test('DescriptorChain.hostIovecs: merges contiguous segments, refuses what canno
     assert.ok(payload.limit(17));
     assert.deepEqual([payload.iovCount, payload.bytes, payload.iov[1], payload.iov[3]], [2, 17, 16n, 1n]);
     assert.equal(payload.limit(18), false);
-  } finally {
-    releaseRegions(regions);
-  }
+  });
 });
 
 test('virtio-fs zero copy vs hostile chains: READ/WRITE headers over random segments anywhere in RAM', async () => {
@@ -447,11 +463,7 @@ test('virtio-fs zero copy vs hostile chains: READ/WRITE headers over random segm
     }), { numRuns: 150 });
     assert.ok(device.stats.zeroCopyReads + device.stats.zeroCopyWrites > 0, 'the iovec path ran');
   } finally {
-    device.reset();
-    handler.closeAll();
-    union.close();
-    releaseRegions(regions);
-    rmSync(dir, { recursive: true, force: true });
+    tearDown(device, handler, union, regions, dir);
   }
 });
 
@@ -539,10 +551,6 @@ test('virtio-fs zero copy: WRITEs that wait for a large copy-up are kept as copi
     assert.equal(device.stats.zeroCopyWrites, 2);
     assert.equal(device.stats.gathered, 2, 'each waiting WRITE was copied before the handler returned');
   } finally {
-    device.reset();
-    handler.closeAll();
-    union.close();
-    releaseRegions(regions);
-    rmSync(dir, { recursive: true, force: true });
+    tearDown(device, handler, union, regions, dir);
   }
 });

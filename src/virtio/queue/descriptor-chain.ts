@@ -62,12 +62,12 @@ export class DescriptorChain {
    * many bytes were available (less than target.length if the chain is shorter).
    */
   readFrom(memory: GuestMemory, offset: number, target: Uint8Array): number {
-    return this.copy(memory, 0, this.writableStart, offset, target, false);
+    return this.copy(memory, false, offset, target);
   }
 
   /** Copies source into the device-writable bytes starting at offset; returns bytes written. */
   writeTo(memory: GuestMemory, offset: number, source: Uint8Array): number {
-    return this.copy(memory, this.writableStart, this.count, offset, source, true);
+    return this.copy(memory, true, offset, source);
   }
 
   /**
@@ -82,14 +82,69 @@ export class DescriptorChain {
    * bytes on that side. Every segment was checked against guest RAM when the chain was read.
    */
   hostIovecs(memory: GuestMemory, writable: boolean, offset: number, length: number, words: Uint32Array, maxIovecs: number): number {
-    const from = writable ? this.writableStart : 0;
-    const to = writable ? this.count : this.writableStart;
     const limit = Math.min(maxIovecs, words.length >>> 2);
-    let skipped = 0;
-    let done = 0;
     let count = 0;
     /** Host address just past the last iovec (-1: none yet), to merge contiguous segments. */
     let nextHost = -1;
+    const done = this.eachSegment(writable, offset, length, (address, n) => {
+      const host = memory.hostAddressOf(address, n);
+      if (host === undefined) return false;
+      if (host === nextHost) {
+        // Same host run as the previous iovec: lengths stay below 2^32 (chains carry < 2^32 bytes).
+        words[4 * count - 2] = words[4 * count - 2]! + n;
+      } else {
+        if (count === limit) return false;
+        const w = 4 * count;
+        words[w] = host % 0x1_0000_0000;
+        words[w + 1] = Math.floor(host / 0x1_0000_0000);
+        words[w + 2] = n;
+        words[w + 3] = 0;
+        count++;
+      }
+      nextHost = host + n;
+      return true;
+    });
+    return done === length ? count : -1;
+  }
+
+  /**
+   * Calls visit(segmentBytes) for the part of the segments [from, to) that covers the byte
+   * range [offset, offset + length) of that side of the chain; zero copy when a segment is in
+   * one memory view. Returns the number of bytes visited.
+   */
+  forEachSlice(memory: GuestMemory, writable: boolean, offset: number, length: number, visit: (bytes: Uint8Array, chainOffset: number) => void): number {
+    return this.eachSegment(writable, offset, length, (address, n, done) => {
+      const view = memory.slice(address, n);
+      if (view !== undefined) {
+        visit(view, offset + done);
+      } else {
+        // The segment straddles two 1 GiB views: bounce through a copy.
+        const bounce = memory.read(address, n);
+        visit(bounce, offset + done);
+        if (writable) memory.write(address, bounce);
+      }
+      return true;
+    });
+  }
+
+  private copy(memory: GuestMemory, writable: boolean, offset: number, bytes: Uint8Array): number {
+    return this.eachSegment(writable, offset, bytes.length, (address, n, done) => {
+      if (writable) memory.write(address, bytes.subarray(done, done + n));
+      else memory.readInto(address, bytes.subarray(done, done + n));
+      return true;
+    });
+  }
+
+  /**
+   * The one walk behind the accessors above: for the part of each segment on one side of the
+   * chain that covers the bytes [offset, offset + length), visit(guestAddress, bytes, bytesBefore).
+   * Returns the bytes visited (fewer if that side is shorter), or -1 once visit returns false.
+   */
+  private eachSegment(writable: boolean, offset: number, length: number, visit: (address: number, n: number, done: number) => boolean): number {
+    const from = writable ? this.writableStart : 0;
+    const to = writable ? this.count : this.writableStart;
+    let skipped = 0;
+    let done = 0;
     for (let i = from; i < to && done < length; i++) {
       const segLength = this.lengths[i]!;
       if (skipped + segLength <= offset) {
@@ -100,75 +155,7 @@ export class DescriptorChain {
       skipped += segLength;
       const n = Math.min(segLength - inner, length - done);
       if (n === 0) continue;
-      const host = memory.hostAddressOf(this.addresses[i]! + inner, n);
-      if (host === undefined) return -1;
-      if (host === nextHost) {
-        // Same host run as the previous iovec: lengths stay below 2^32 (chains carry < 2^32 bytes).
-        words[4 * count - 2] = words[4 * count - 2]! + n;
-      } else {
-        if (count === limit) return -1;
-        const w = 4 * count;
-        words[w] = host % 0x1_0000_0000;
-        words[w + 1] = Math.floor(host / 0x1_0000_0000);
-        words[w + 2] = n;
-        words[w + 3] = 0;
-        count++;
-      }
-      nextHost = host + n;
-      done += n;
-    }
-    return done === length ? count : -1;
-  }
-
-  /**
-   * Calls visit(segmentBytes) for the part of the segments [from, to) that covers the byte
-   * range [offset, offset + length) of that side of the chain; zero copy when a segment is in
-   * one memory view. Returns the number of bytes visited.
-   */
-  forEachSlice(memory: GuestMemory, writable: boolean, offset: number, length: number, visit: (bytes: Uint8Array, chainOffset: number) => void): number {
-    const from = writable ? this.writableStart : 0;
-    const to = writable ? this.count : this.writableStart;
-    let skipped = 0;
-    let done = 0;
-    for (let i = from; i < to && done < length; i++) {
-      const segLength = this.lengths[i]!;
-      if (skipped + segLength <= offset) {
-        skipped += segLength;
-        continue;
-      }
-      const inner = offset > skipped ? offset - skipped : 0;
-      skipped += segLength;
-      const n = Math.min(segLength - inner, length - done);
-      const address = this.addresses[i]! + inner;
-      const view = memory.slice(address, n);
-      if (view !== undefined) {
-        visit(view, offset + done);
-      } else {
-        // The segment straddles two 1 GiB views: bounce through a copy.
-        const bounce = memory.read(address, n);
-        visit(bounce, offset + done);
-        if (writable) memory.write(address, bounce);
-      }
-      done += n;
-    }
-    return done;
-  }
-
-  private copy(memory: GuestMemory, from: number, to: number, offset: number, bytes: Uint8Array, toGuest: boolean): number {
-    let skipped = 0;
-    let done = 0;
-    for (let i = from; i < to && done < bytes.length; i++) {
-      const segLength = this.lengths[i]!;
-      if (skipped + segLength <= offset) {
-        skipped += segLength;
-        continue;
-      }
-      const inner = offset > skipped ? offset - skipped : 0;
-      skipped += segLength;
-      const n = Math.min(segLength - inner, bytes.length - done);
-      const address = this.addresses[i]! + inner;
-      if (toGuest) memory.write(address, bytes.subarray(done, done + n));
-      else memory.readInto(address, bytes.subarray(done, done + n));
+      if (!visit(this.addresses[i]! + inner, n, done)) return -1;
       done += n;
     }
     return done;
