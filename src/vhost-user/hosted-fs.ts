@@ -68,13 +68,16 @@ export function createHostedDevice(options: unknown): HostedDevice {
     }
   };
   const handler = new FuseHandler(union, { dataIo: new SyncDataIo(), metaIo: meta, writebackCache: o.writeback });
-  const device = new FsDevice(handler, { packedRing: o.packed, tag: o.tag, requestQueues: o.requestQueues, requestsPerRun: REQUESTS_PER_RUN });
+  // FORGETs are read at each wake-up instead of kicking this thread (NOVM_FS_LAZY_FORGET=0: off, for A/B runs).
+  const lazyForgets = process.env['NOVM_FS_LAZY_FORGET'] !== '0';
+  const device = new FsDevice(handler, { packedRing: o.packed, tag: o.tag, requestQueues: o.requestQueues, requestsPerRun: REQUESTS_PER_RUN, lazyForgets });
   return {
     device,
     completionFd,
     onCompletion: collect,
     drain,
     hasDeferredWork: () => device.hasDeferredWork,
+    quietQueues: { pending: () => device.forgetsPending, poll: () => device.pollForgets(), settle: () => device.settleForgets() },
     resumeDeferred: () => device.resumeQueues(),
     summary: () => {
       const rings = (device.negotiatedFeatures & VIRTIO_F_RING_PACKED) !== 0n ? 'rings=packed' : 'rings=split';

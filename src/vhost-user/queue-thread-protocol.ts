@@ -83,6 +83,10 @@ export interface HostedDevice {
   onCompletion?(): void;
   /** Blocks until no request is in flight on other threads (before reset, quiesce, activate, stop). */
   drain?(): void;
+  /** Rings the device reads without kicks while it is busy (fs: FORGETs): the thread calls
+   *  poll() after every wake-up and, while pending() holds, sleeps at most QUIET_IDLE_MS before
+   *  calling settle(), which gives the driver its kicks back. */
+  readonly quietQueues?: { pending(): boolean; poll(): void; settle(): void };
 }
 
 /** A novm QueueDevice as the thread drives it: a device model that also reports its rings. */

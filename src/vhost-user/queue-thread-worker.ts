@@ -32,6 +32,8 @@ const control = new Int32Array(init.control);
 const one = new Uint8Array(8);
 new DataView(one.buffer).setBigUint64(0, 1n, true);
 const counter = new Uint8Array(8);
+/** How long the thread waits for a wake-up before it settles the device's quiet rings. */
+const QUIET_IDLE_MS = 20;
 
 // However the thread ends (stop, an uncaught error), a main thread waiting for an answer must
 // not wait for its full timeout.
@@ -71,6 +73,7 @@ function serve(hosted: HostedDevice): void {
   /** poll(2) set: control first, the device's completion eventfd if it has one, then every ring
    *  with a kick, in `pollQueues` order. */
   const completionFd = hosted.completionFd ?? -1;
+  const quiet = hosted.quietQueues;
   const firstKick = completionFd >= 0 ? 2 : 1;
   let pollFds = new Uint8Array(8 * (firstKick + queueCount));
   let pollView = new DataView(pollFds.buffer);
@@ -208,11 +211,16 @@ function serve(hosted: HostedDevice): void {
     if (pollDirty) rebuildPollSet();
     // A run that yielded with requests left: look at commands and kicks without sleeping, then go on.
     const deferred = hosted.hasDeferredWork?.() === true;
-    const n = poll(pollFds, pollCount, deferred ? 0 : -1);
+    const n = poll(pollFds, pollCount, deferred ? 0 : quiet?.pending() === true ? QUIET_IDLE_MS : -1);
     if (n < 0) {
       if (libc.lastErrno() === libc.EINTR) continue;
       report({ event: 'needs-reset', reason: `queue thread: poll failed: ${libc.errnoName(libc.lastErrno())}` });
       break;
+    }
+    if (n === 0 && !deferred) {
+      // Idle for QUIET_IDLE_MS: serve what the quiet rings hold and let the driver kick again.
+      quiet?.settle();
+      continue;
     }
     if (pollView.getInt16(6, true) !== 0) {
       libc.read(init.controlFd, counter, 8);
@@ -242,6 +250,7 @@ function serve(hosted: HostedDevice): void {
       kicked = true;
     }
     if (deferred) hosted.resumeDeferred?.();
+    quiet?.poll();
     if (kicked) {
       kickWakes++;
       busyMs += performance.now() - woke;

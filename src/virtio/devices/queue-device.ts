@@ -156,14 +156,15 @@ export abstract class QueueDevice implements VirtioDeviceModel {
    * The standard loop: pop every available chain, let `handle` serve it and return the
    * number of bytes written to the guest, put it in the used ring, and notify once at the end
    * if the driver asked for it. `handle` returns -1 to keep the chain (it completes later with
-   * completeLater) and stop draining.
+   * completeLater) and stop draining. `quiet` leaves notifications off and signals nothing (the
+   * caller polls the ring and signals when it chooses). Returns the chains used.
    */
-  protected drain(index: number, handle: (chain: DescriptorChain, memory: GuestMemory) => number): void {
+  protected drain(index: number, handle: (chain: DescriptorChain, memory: GuestMemory) => number, quiet = false): number {
     const queue = this.queues[index];
     const chain = this.chains[index];
     const memory = this.memory;
-    if (queue === undefined || chain === undefined || memory === undefined) return;
-    let used = false;
+    if (queue === undefined || chain === undefined || memory === undefined) return 0;
+    let used = 0;
     try {
       for (;;) {
         queue.disableNotifications();
@@ -171,16 +172,18 @@ export abstract class QueueDevice implements VirtioDeviceModel {
           const written = handle(chain, memory);
           if (written < 0) {
             queue.undoPop();
-            return;
+            return used;
           }
           queue.pushUsed(chain.head, Math.min(written, chain.writableBytes));
-          used = true;
+          used++;
         }
-        if (!queue.enableNotifications()) break;
+        // Quiet: the caller polls this ring itself, so the driver's kicks stay off.
+        if (quiet || !queue.enableNotifications()) break;
       }
     } finally {
-      if (used && !this.broken) this.signal(index);
+      if (used > 0 && !quiet && !this.broken) this.signal(index);
     }
+    return used;
   }
 
   /** Notifies the driver about used buffers on a queue if it wants to be notified. */
