@@ -769,9 +769,7 @@ export class FuseHandler {
         const n = u.getxattr(this.node(), name, size === 0 ? null : this.replyData, size);
         if (n < 0) return done(this.errorReply(request, -n));
         if (size === 0) {
-          this.out.setUint32(OUT_HEADER_SIZE, n, true);
-          this.out.setUint32(OUT_HEADER_SIZE + 4, 0, true);
-          return done(this.ok(8));
+          return done(this.sizeReply(n));
         }
         return done(this.ok(n));
       }
@@ -779,9 +777,7 @@ export class FuseHandler {
         const size = this.u32(I);
         const list = u.listxattr(this.node());
         if (size === 0) {
-          this.out.setUint32(OUT_HEADER_SIZE, list.length, true);
-          this.out.setUint32(OUT_HEADER_SIZE + 4, 0, true);
-          return done(this.ok(8));
+          return done(this.sizeReply(list.length));
         }
         if (list.length > size) throw fsError(Errno.ERANGE);
         this.reply.set(list, OUT_HEADER_SIZE);
@@ -1028,9 +1024,7 @@ export class FuseHandler {
     if (payload !== undefined) return this.writeFrom(payload, f.fd, size, offset, done);
     if (size <= INLINE_WRITE_MAX) {
       const n = sys(pwrite(f.fd, request.subarray(start, start + size), size, offset));
-      this.out.setUint32(OUT_HEADER_SIZE, n, true);
-      this.out.setUint32(OUT_HEADER_SIZE + 4, 0, true);
-      return done(this.ok(8));
+      return done(this.sizeReply(n));
     }
     this.dataIo.write(f.fd, request.subarray(start, start + size), offset, this.uniqueOf(), done);
   }
@@ -1041,15 +1035,21 @@ export class FuseHandler {
     if (!payload.limit(size)) throw fsError(Errno.EINVAL);
     if (size <= INLINE_WRITE_MAX) {
       const n = sys(pwritev(fd, payload.iov, payload.iovCount, offset));
-      this.out.setUint32(OUT_HEADER_SIZE, n, true);
-      this.out.setUint32(OUT_HEADER_SIZE + 4, 0, true);
-      return done(this.ok(8));
+      return done(this.sizeReply(n));
     }
     if (this.dataIo.writev) return this.dataIo.writev(fd, payload.iov, payload.iovCount, size, offset, this.uniqueOf(), done);
     // An asynchronous DataIo finishes after this returns, when the iovecs may be stale: it gets a copy.
     const start = IN_HEADER_SIZE + WRITE_IN_SIZE;
     const copied = payload.gather();
     this.dataIo.write(fd, copied.subarray(start, start + size), offset, this.uniqueOf(), done);
+  }
+
+  /** A reply whose body is {u32 size, u32 padding}: fuse_write_out, and fuse_getxattr_out for
+   *  GETXATTR / LISTXATTR size queries. */
+  private sizeReply(n: number): Uint8Array {
+    this.out.setUint32(OUT_HEADER_SIZE, n, true);
+    this.out.setUint32(OUT_HEADER_SIZE + 4, 0, true);
+    return this.ok(8);
   }
 
   /** The reply to a READ whose `n` bytes went straight to the payload: the out header alone,

@@ -128,8 +128,6 @@ export const preadv2 = libc.func('intptr_t preadv2(int fd, const void *iov, int 
  *  without a copy); the iovec array is raw (base, length) u64 pairs, like preadv2's. */
 export const preadv = libc.func('intptr_t preadv(int fd, const void *iov, int iovcnt, int64_t offset)') as (fd: number, iov: BigUint64Array, iovcnt: number, offset: number) => number;
 export const pwritev = libc.func('intptr_t pwritev(int fd, const void *iov, int iovcnt, int64_t offset)') as (fd: number, iov: BigUint64Array, iovcnt: number, offset: number) => number;
-/** Largest iovec count one preadv/pwritev takes (<limits.h> IOV_MAX, UIO_MAXIOV). */
-export const IOV_MAX = 1024;
 
 /** A buffer in native memory whose address is known (for iovecs). Lives as long as the process. */
 export function nativeBuffer(size: number): { buffer: Buffer; address: bigint } {
