@@ -14,7 +14,7 @@ import type { BackendDevice } from './backend.js';
 import type { FdPoller } from './fd-poller.js';
 import type { HostedBlkOptions } from './hosted-blk.js';
 import type { HostedFsOptions } from './hosted-fs.js';
-import { QueueThreadDevice } from './queue-thread.js';
+import { QueueThreadDevice, type QueueThreadOptions } from './queue-thread.js';
 
 export const BACKEND_DEVICE_KINDS = ['rng', 'blk', 'console', 'fs', 'net', 'vsock'] as const;
 
@@ -33,6 +33,8 @@ export interface BackendDeviceOptions {
   readonly uds?: string | undefined;
   /** Offer packed virtqueues (VIRTIO_F_RING_PACKED) as well as split ones. */
   readonly packed?: boolean;
+  /** blk/fs on a queue thread: the longest busy-poll window (us; 0: off). */
+  readonly pollUs?: number;
 }
 
 export interface OpenedDevice {
@@ -53,7 +55,7 @@ export async function createBackendDevice(kind: string, options: BackendDeviceOp
       if (process.env['NOVM_BLK_QUEUE_THREAD'] !== '0') {
         // Served from a queue thread like fs (NOVM_BLK_QUEUE_THREAD=0: from the main thread).
         const hostedOptions: HostedBlkOptions = { image: options.image, readonly: options.readonly === true, queues: options.queues ?? 1, packed: options.packed === true, ...(options.serial === undefined ? {} : { serial: options.serial }) };
-        const model = await QueueThreadDevice.start(new URL('./hosted-blk.js', import.meta.url), hostedOptions);
+        const model = await QueueThreadDevice.start(new URL('./hosted-blk.js', import.meta.url), hostedOptions, threadOptions(options));
         return { model, close: () => model.close(), summary: () => model.summary() };
       }
       const backend = new FileBlockBackend(options.image, options.readonly === true);
@@ -84,7 +86,7 @@ export async function createBackendDevice(kind: string, options: BackendDeviceOp
         // hardware virtualization may prefer it: NOVM_FS_WRITEBACK=1.
         const writeback = process.env['NOVM_FS_WRITEBACK'] === '1';
         const hostedOptions: HostedFsOptions = { read: options.read ?? [], write: options.write ?? [], tag, requestQueues, packed: options.packed === true, writeback };
-        const model = await QueueThreadDevice.start(new URL('./hosted-fs.js', import.meta.url), hostedOptions);
+        const model = await QueueThreadDevice.start(new URL('./hosted-fs.js', import.meta.url), hostedOptions, threadOptions(options));
         return { model, close: () => model.close(), summary: () => model.summary() };
       }
       const config = configFromFlags(options.read ?? [], options.write ?? []);
@@ -109,6 +111,10 @@ export async function createBackendDevice(kind: string, options: BackendDeviceOp
       if ((BACKEND_DEVICE_KINDS as readonly string[]).includes(kind)) throw new InputError(`vhost-user ${kind}: not implemented yet`);
       throw new InputError(`unknown device kind '${kind}' (expected one of: ${BACKEND_DEVICE_KINDS.join(', ')})`);
   }
+}
+
+function threadOptions(options: BackendDeviceOptions): QueueThreadOptions {
+  return options.pollUs === undefined ? {} : { pollUs: options.pollUs };
 }
 
 function ringLayout(device: QueueDevice): string {

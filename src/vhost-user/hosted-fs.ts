@@ -1,6 +1,8 @@
 // `novm vhost-user fs` inside a queue thread (see queue-thread.ts): the same FsDevice, FuseHandler
 // and UnionFs as in process, with the data I/O done inline (SyncDataIo) because the thread is
 // the device's own, and large copy-ups on an I/O worker (StagedMetaIo). Loaded by queue-thread-worker.ts through its `createHostedDevice` export.
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { SyncDataIo } from '../fs/data-io.js';
 import { StagedMetaIo } from '../fs/queued-meta-io.js';
@@ -8,6 +10,7 @@ import { allocateSharedQueue, CONTROL_ENDED, CONTROL_FREE_SEQ, CONTROL_STARTED, 
 import * as libc from '../native/libc.js';
 import { FuseHandler, UnionFs, configFromFlags } from '../fs/index.js';
 import { FsDevice } from '../virtio/devices/fs/fs-device.js';
+import { warmUpFs } from '../virtio/devices/fs/fs-warm-up.js';
 import { VIRTIO_F_RING_PACKED } from '../virtio/queue/features.js';
 import type { HostedDevice } from './queue-thread-protocol.js';
 
@@ -24,6 +27,11 @@ export interface HostedFsOptions {
 /** A queue run yields after this many requests, so a command from the main thread (which
  *  blocks until it is applied) waits for at most that many, however busy the guest keeps the ring. */
 const REQUESTS_PER_RUN = 64;
+
+/** The JIT warm-up before the guest's first request (fs-warm-up.ts): at most this many rounds
+ *  of its mix (~20 requests each; the first ~3,000 requests are the slow ones) or this long. */
+const WARM_UP_ROUNDS = 200;
+const WARM_UP_MAX_MS = 2000;
 
 /** Copy-ups out at once (each holds a shared buffer only as its completion slot). */
 const META_JOBS = 8;
@@ -67,10 +75,23 @@ export function createHostedDevice(options: unknown): HostedDevice {
       if (meta.pending > 0) Atomics.wait(queue.control, CONTROL_FREE_SEQ, seq, 100);
     }
   };
-  const handler = new FuseHandler(union, { dataIo: new SyncDataIo(), metaIo: meta, writebackCache: o.writeback });
   // FORGETs are read at each wake-up instead of kicking this thread (NOVM_FS_LAZY_FORGET=0: off, for A/B runs).
   const lazyForgets = process.env['NOVM_FS_LAZY_FORGET'] !== '0';
-  const device = new FsDevice(handler, { packedRing: o.packed, tag: o.tag, requestQueues: o.requestQueues, requestsPerRun: REQUESTS_PER_RUN, lazyForgets });
+  /** The handler and device over a union: the real ones, and the warm-up's (same code, same feedback). */
+  const build = (over: UnionFs): { handler: FuseHandler; device: FsDevice } => {
+    const handler = new FuseHandler(over, { dataIo: new SyncDataIo(), metaIo: meta, writebackCache: o.writeback });
+    return { handler, device: new FsDevice(handler, { packedRing: o.packed, tag: o.tag, requestQueues: o.requestQueues, requestsPerRun: REQUESTS_PER_RUN, lazyForgets }) };
+  };
+  const { handler, device } = build(union);
+  const warmUp = (shouldStop: () => boolean): string => {
+    const result = warmUpFs((directory) => {
+      const scratch = new UnionFs(configFromFlags([], [`/=${directory}`]));
+      const built = build(scratch);
+      return { device: built.device, close: () => { built.handler.closeAll(); scratch.close(); } };
+    }, { scratchParent: existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), rounds: WARM_UP_ROUNDS, maxMs: WARM_UP_MAX_MS, shouldStop });
+    if (result.unexpected > 0) process.stderr.write(`novm fs: JIT warm-up got ${result.unexpected} unexpected replies in ${result.requests} requests (first: ${result.firstUnexpected})\n`);
+    return `warmUpRequests=${result.requests} warmUpMs=${result.ms.toFixed(0)}`;
+  };
   return {
     device,
     completionFd,
@@ -79,6 +100,8 @@ export function createHostedDevice(options: unknown): HostedDevice {
     hasDeferredWork: () => device.hasDeferredWork,
     quietQueues: { pending: () => device.forgetsPending, poll: () => device.pollForgets(), settle: () => device.settleForgets() },
     resumeDeferred: () => device.resumeQueues(),
+    // NOVM_FS_WARM_UP=0: no warm-up (for A/B runs).
+    ...(process.env['NOVM_FS_WARM_UP'] === '0' ? {} : { warmUp }),
     summary: () => {
       const rings = (device.negotiatedFeatures & VIRTIO_F_RING_PACKED) !== 0n ? 'rings=packed' : 'rings=split';
       return `virtio-fs: ${rings} thread=queue ${Object.entries(device.stats).map(([k, v]) => `${k}=${typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(1) : v}`).join(' ')}`;

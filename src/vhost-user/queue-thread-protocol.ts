@@ -87,12 +87,21 @@ export interface HostedDevice {
    *  poll() after every wake-up and, while pending() holds, sleeps at most QUIET_IDLE_MS before
    *  calling settle(), which gives the driver its kicks back. */
   readonly quietQueues?: { pending(): boolean; poll(): void; settle(): void };
+  /** Runs before the first activation, while the front end boots its guest: exercises the
+   *  device's code on a private copy so the guest's first requests run optimised (fs). Stops as
+   *  soon as shouldStop() says so (checked between rounds). Returns a --stats fragment. */
+  warmUp?(shouldStop: () => boolean): string;
 }
 
 /** A novm QueueDevice as the thread drives it: a device model that also reports its rings. */
 export interface HostedQueueDevice extends VirtioDeviceModel {
   quiesce?(index: number): Promise<void> | undefined;
   queuePosition?(index: number): QueuePosition | undefined;
+  /** Busy polling (QueueDevice.startPolling and the rest): rings watched without kicks. */
+  startPolling?(): void;
+  stopPolling?(): boolean;
+  hasAvailable?(): boolean;
+  pollQueues?(): void;
 }
 
 export type HostedDeviceFactory = (options: unknown) => HostedDevice | Promise<HostedDevice>;

@@ -10,9 +10,11 @@
 // middle of a request.
 import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import type { GuestAddress } from '../memory/address.js';
-import { GuestMemory, MAX_VIEW_BYTES, type RegionBacking } from '../memory/guest-memory.js';
+import type { GuestMemory } from '../memory/guest-memory.js';
+import { memoryFromDescriptors } from '../memory/memfd-memory.js';
 import * as libc from '../native/libc.js';
 import { POLLERR, POLLIN, POLLNVAL, poll } from '../native/socket-calls.js';
+import { PollWindow } from './poll-window.js';
 import type { ActivationContext } from '../virtio/device.js';
 import { ControlSlot, type HostedDevice, type HostedDeviceFactory, type SharedRegion, type ThreadCommand, type ThreadEvent, type ThreadReply } from './queue-thread-protocol.js';
 
@@ -24,6 +26,8 @@ export interface QueueThreadInit {
   readonly control: SharedArrayBuffer;
   readonly commands: MessagePort;
   readonly replies: MessagePort;
+  /** The longest busy-poll window (us; 0: off), see poll-window.ts. */
+  readonly pollMaxUs: number;
 }
 
 const events = parentPort!;
@@ -84,6 +88,12 @@ function serve(hosted: HostedDevice): void {
   /** Wake-ups by a kick, and the time spent serving them (for --stats). */
   let kickWakes = 0;
   let busyMs = 0;
+  const pollWindow = new PollWindow(init.pollMaxUs);
+  /** The device is in busy-polling mode (its rings' notifications stay off after a run). */
+  let watching = false;
+  /** The device was activated once (the guest's driver is up: the warm-up gives way). */
+  let activated = false;
+  let warmUpSummary = '';
 
   const configSnapshot = (): Uint8Array => {
     const data = new Uint8Array(device.configSize);
@@ -117,13 +127,8 @@ function serve(hosted: HostedDevice): void {
 
   /** Guest RAM as this thread sees it: the same process-wide mapping, viewed from here. */
   function memoryOf(regions: readonly SharedRegion[]): GuestMemory {
-    const backings: RegionBacking[] = regions.map((r) => {
-      if (r.hostAddress === 0n) throw new Error(`region at 0x${r.start.toString(16)} has no host mapping`);
-      const buffers: ArrayBuffer[] = [];
-      for (let off = 0; off < r.size; off += MAX_VIEW_BYTES) buffers.push(libc.viewOf(r.hostAddress + BigInt(off), Math.min(MAX_VIEW_BYTES, r.size - off)));
-      return { region: { start: r.start as GuestAddress, size: r.size, fd: -1, fdOffset: 0, hostAddress: r.hostAddress }, buffers };
-    });
-    return new GuestMemory(backings);
+    for (const r of regions) if (r.hostAddress === 0n) throw new Error(`region at 0x${r.start.toString(16)} has no host mapping`);
+    return memoryFromDescriptors(regions.map((r) => ({ start: r.start as GuestAddress, size: r.size, fd: -1, fdOffset: 0, hostAddress: r.hostAddress })));
   }
 
   function signalCall(index: number): void {
@@ -143,6 +148,8 @@ function serve(hosted: HostedDevice): void {
     if (command.op === 'reset' || command.op === 'activate' || command.op === 'quiesce' || command.op === 'position' || command.op === 'stop') hosted.drain?.();
     switch (command.op) {
       case 'activate': {
+        watching = false;
+        activated = true;
         const context: ActivationContext = {
           memory: memoryOf(command.regions),
           features: command.features,
@@ -155,6 +162,7 @@ function serve(hosted: HostedDevice): void {
         return { seq, ok: true };
       }
       case 'reset':
+        watching = false;
         device.reset();
         return { seq, ok: true };
       case 'notify':
@@ -182,7 +190,7 @@ function serve(hosted: HostedDevice): void {
         device.writeConfig(command.offset, command.data);
         return { seq, ok: true, config: configSnapshot() };
       case 'summary':
-        return { seq, ok: true, summary: `${hosted.summary?.() ?? ''} kickWakes=${kickWakes} threadBusyMs=${busyMs.toFixed(1)}` };
+        return { seq, ok: true, summary: `${hosted.summary?.() ?? ''} kickWakes=${kickWakes} threadBusyMs=${busyMs.toFixed(1)} pollHits=${pollWindow.hits} pollMisses=${pollWindow.misses} pollMissedMs=${pollWindow.missedMs.toFixed(1)}${warmUpSummary === '' ? '' : ` ${warmUpSummary}`}` };
       case 'stop':
         running = false;
         return { seq, ok: true };
@@ -207,34 +215,88 @@ function serve(hosted: HostedDevice): void {
     }
   }
 
+  /**
+   * Busy polling: with the window open the device leaves its rings' notifications off after a
+   * run, and the thread watches them for up to pollWindow.us before sleeping. True if work arrived.
+   */
+  function watchRings(): boolean {
+    const start = performance.now();
+    const deadline = start + pollWindow.us / 1000;
+    for (;;) {
+      if (device.hasAvailable?.() === true) {
+        pollWindow.hit();
+        return true;
+      }
+      const now = performance.now();
+      if (now >= deadline) {
+        pollWindow.missed(now - start);
+        return false;
+      }
+    }
+  }
+
+  // While the front end boots its guest: the warm-up, applying commands between its rounds and
+  // ending when the device is activated (or the thread stopped).
+  if (hosted.warmUp !== undefined) {
+    const controlOnly = new Uint8Array(8);
+    const controlView = new DataView(controlOnly.buffer);
+    controlView.setInt32(0, init.controlFd, true);
+    controlView.setInt16(4, POLLIN, true);
+    warmUpSummary = hosted.warmUp(() => {
+      controlView.setInt16(6, 0, true);
+      if (poll(controlOnly, 1, 0) > 0 && controlView.getInt16(6, true) !== 0) {
+        libc.read(init.controlFd, counter, 8);
+        applyCommands();
+      }
+      return activated || !running;
+    });
+  }
+
+  /** When the last served request was done (the wait for the next one starts there). */
+  let servedAt = 0;
   while (running) {
     if (pollDirty) rebuildPollSet();
     // A run that yielded with requests left: look at commands and kicks without sleeping, then go on.
     const deferred = hosted.hasDeferredWork?.() === true;
-    const n = poll(pollFds, pollCount, deferred ? 0 : quiet?.pending() === true ? QUIET_IDLE_MS : -1);
+    let ringsReady = false;
+    if (watching && !deferred) {
+      ringsReady = watchRings();
+      if (!ringsReady) {
+        // Going to sleep: the driver must kick again; requests that raced that are served now.
+        watching = false;
+        ringsReady = device.stopPolling?.() === true;
+      }
+    }
+    const sleep = deferred || ringsReady ? 0 : quiet?.pending() === true ? QUIET_IDLE_MS : -1;
+    const n = poll(pollFds, pollCount, sleep);
     if (n < 0) {
       if (libc.lastErrno() === libc.EINTR) continue;
       report({ event: 'needs-reset', reason: `queue thread: poll failed: ${libc.errnoName(libc.lastErrno())}` });
       break;
     }
-    if (n === 0 && !deferred) {
+    if (n === 0 && sleep !== 0) {
       // Idle for QUIET_IDLE_MS: serve what the quiet rings hold and let the driver kick again.
       quiet?.settle();
       continue;
     }
-    if (pollView.getInt16(6, true) !== 0) {
+    if (n > 0 && pollView.getInt16(6, true) !== 0) {
       libc.read(init.controlFd, counter, 8);
       applyCommands();
       // The set changed under the entries below: their kicks are still pending, poll again.
       if (pollDirty || !running) continue;
     }
     const woke = performance.now();
-    if (completionFd >= 0 && pollView.getInt16(14, true) !== 0) {
+    if (n > 0 && completionFd >= 0 && pollView.getInt16(14, true) !== 0) {
       libc.read(completionFd, counter, 8);
       hosted.onCompletion?.();
     }
+    // Busy polling on: the runs below leave notifications off for watchRings.
+    if (pollWindow.us > 0 && !watching && device.startPolling !== undefined) {
+      device.startPolling();
+      watching = true;
+    }
     let kicked = false;
-    for (let slot = firstKick; slot < pollCount; slot++) {
+    for (let slot = firstKick; n > 0 && slot < pollCount; slot++) {
       const revents = pollView.getInt16(8 * slot + 6, true);
       if (revents === 0) continue;
       const queue = pollQueues[slot - firstKick]!;
@@ -246,14 +308,17 @@ function serve(hosted: HostedDevice): void {
       }
       // Reading resets the eventfd's counter: a burst of kicks costs one run of the queue.
       libc.read(kickFds[queue]!, counter, 8);
+      if (!kicked && sleep !== 0) pollWindow.woke((woke - servedAt) * 1000);
       device.notify(queue);
       kicked = true;
     }
+    if (ringsReady) device.pollQueues?.();
     if (deferred) hosted.resumeDeferred?.();
     quiet?.poll();
-    if (kicked) {
-      kickWakes++;
-      busyMs += performance.now() - woke;
+    if (kicked) kickWakes++;
+    if (kicked || ringsReady) {
+      servedAt = performance.now();
+      busyMs += servedAt - woke;
     }
   }
 

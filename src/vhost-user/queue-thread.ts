@@ -38,7 +38,12 @@ export class QueueThreadError extends Error {
 export interface QueueThreadOptions {
   /** Where lines about the thread go (default stderr). */
   readonly log?: (line: string) => void;
+  /** The longest busy-poll window of the thread (us, default DEFAULT_POLL_US; 0: off), see poll-window.ts. */
+  readonly pollUs?: number;
 }
+
+/** Busy polling's longest window unless told otherwise (us). */
+export const DEFAULT_POLL_US = 200;
 
 export class QueueThreadDevice implements BackendDevice {
   readonly deviceType: number;
@@ -98,7 +103,7 @@ export class QueueThreadDevice implements BackendDevice {
     const sharedControl = new SharedArrayBuffer(4 * CONTROL_SLOTS);
     const commandChannel = new MessageChannel();
     const replyChannel = new MessageChannel();
-    const init: QueueThreadInit = { factory: factory.href, options, controlFd, control: sharedControl, commands: commandChannel.port2, replies: replyChannel.port1 };
+    const init: QueueThreadInit = { factory: factory.href, options, controlFd, control: sharedControl, commands: commandChannel.port2, replies: replyChannel.port1, pollMaxUs: threadOptions.pollUs ?? DEFAULT_POLL_US };
     const worker = new Worker(new URL('./queue-thread-worker.js', import.meta.url), { workerData: init, transferList: [commandChannel.port2, replyChannel.port1] });
     try {
       const description = await new Promise<HostedDescription>((resolve, reject) => {

@@ -145,11 +145,11 @@ function init(): Uint8Array {
   return fuse(OP.INIT, 0n, concat(u32s(7, 31, 128 * 1024, 0xffffffff, 0), new Uint8Array(44)));
 }
 
-async function withDevice(body: (device: QueueThreadDevice, poller: FdPoller, shared: string) => Promise<void>): Promise<void> {
+async function withDevice(body: (device: QueueThreadDevice, poller: FdPoller, shared: string) => Promise<void>, pollUs?: number): Promise<void> {
   const shared = mkdtempSync(join(tmpdir(), 'novm-qthread-'));
   const poller = new FdPoller();
   const options: HostedFsOptions = { read: [], write: [`/=${shared}`], tag: 'qthread', requestQueues: 1, packed: false, writeback: false };
-  const device = await QueueThreadDevice.start(HOSTED_FS, options, { log: () => {} });
+  const device = await QueueThreadDevice.start(HOSTED_FS, options, { log: () => {}, ...(pollUs === undefined ? {} : { pollUs }) });
   try {
     await body(device, poller, shared);
   } finally {
@@ -210,6 +210,65 @@ test('queue thread: FUSE requests are served from the thread (kick -> its poll -
     }
   });
   assert.equal(openFds(), fdsAtStart, 'the thread closed its duplicated descriptors and the control eventfd');
+});
+
+/** Serves `count` kicked GETATTRs back to back (each wait is short: the poll window grows). */
+function kickedGetattrs(rig: Rig, count: number): void {
+  for (let i = 0; i < count; i++) assert.equal(roundTrip(rig, fuse(OP.GETATTR, 1n, new Uint8Array(16)), 256).error, 0);
+}
+
+test('queue thread: busy polling serves a request posted without a kick while its window is open; idle, the driver kicks again', async () => {
+  // A 100 ms window at most: 20 quick round trips grow it there (doubling from 10 us).
+  await withDevice(async (device, poller) => {
+    const rig = await bringUp(device, poller);
+    try {
+      assert.equal(roundTrip(rig, init()).error, 0);
+      kickedGetattrs(rig, 20);
+      const { head } = rig.post(fuse(OP.GETATTR, 1n, new Uint8Array(16)), 256);
+      assert.ok(rig.waitCall(5000), 'served without a kick: the thread was watching the ring');
+      assert.deepEqual(rig.requests.takeUsed().map((u) => u.id), [head]);
+      assert.match(device.summary(), /pollHits=[1-9]/);
+      // The window runs out: notifications are turned back on (used->flags clear) and a kick works.
+      await sleep(400);
+      assert.equal(rig.memory.readU16LE(rig.requests.config.deviceAddr) & 1, 0, 'USED_F_NO_NOTIFY cleared');
+      kickedGetattrs(rig, 1);
+    } finally {
+      await rig.close();
+    }
+  }, 100_000);
+});
+
+test('queue thread: with busy polling off (--poll-us 0) a request without a kick waits for its kick', async () => {
+  await withDevice(async (device, poller) => {
+    const rig = await bringUp(device, poller);
+    try {
+      assert.equal(roundTrip(rig, init()).error, 0);
+      kickedGetattrs(rig, 20);
+      const { head } = rig.post(fuse(OP.GETATTR, 1n, new Uint8Array(16)), 256);
+      assert.equal(rig.waitCall(300), false, 'nobody watches the ring');
+      rig.kick();
+      assert.ok(rig.waitCall());
+      assert.deepEqual(rig.requests.takeUsed().map((u) => u.id), [head]);
+      assert.match(device.summary(), /pollHits=0 /);
+    } finally {
+      await rig.close();
+    }
+  }, 0);
+});
+
+test('queue thread: the JIT warm-up runs while the front end has not activated the device, then gives way', async () => {
+  await withDevice(async (device, poller) => {
+    // Time for the whole warm-up (it stops by itself after its rounds).
+    await sleep(3000);
+    assert.match(device.summary(), /warmUpRequests=[1-9]\d{3,} warmUpMs=\d+/);
+    const rig = await bringUp(device, poller);
+    try {
+      assert.equal(roundTrip(rig, init()).error, 0);
+      kickedGetattrs(rig, 3);
+    } finally {
+      await rig.close();
+    }
+  });
 });
 
 test('queue thread: GET_VRING_BASE with requests in the ring reports a position that loses and repeats nothing', async () => {

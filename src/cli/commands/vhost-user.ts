@@ -5,6 +5,7 @@ import { InputError } from '../../common/errors.js';
 import { VhostUserServer } from '../../vhost-user/server.js';
 import { createBackendDevice, BACKEND_DEVICE_KINDS, type BackendDeviceOptions, type OpenedDevice } from '../../vhost-user/devices.js';
 import { FdPoller } from '../../vhost-user/fd-poller.js';
+import { DEFAULT_POLL_US } from '../../vhost-user/queue-thread.js';
 
 export function register(program: Command): void {
   program
@@ -23,11 +24,14 @@ export function register(program: Command): void {
     .option('--cid <n>', 'vsock: guest context ID', '3')
     .option('--uds <path>', 'vsock: Unix socket standing for the guest (guest port N connects to PATH_N)')
     .option('--packed', 'offer packed virtqueues (VIRTIO_F_RING_PACKED) too; QEMU needs packed=on on the device')
+    .option('--poll-us <us>', `blk/fs: busy polling, the longest time the queue thread watches its rings for the next request before it sleeps (adapts to the guest; 0: off)`, String(DEFAULT_POLL_US))
     .option('--stats', 'print the device counters when the front end leaves')
     .option('--keep-listening', 'serve front ends one after another instead of exiting after the first')
     .action(async (kind: string, opts: Record<string, unknown>) => {
       const queues = Number(opts['queues']);
       if (!Number.isInteger(queues) || queues < 1 || queues > 64) throw new InputError(`--queues must be an integer in [1, 64], got ${String(opts['queues'])}`);
+      const pollUs = Number(opts['pollUs']);
+      if (!Number.isInteger(pollUs) || pollUs < 0 || pollUs > 100_000) throw new InputError(`--poll-us must be an integer in [0, 100000], got ${String(opts['pollUs'])}`);
       const options: BackendDeviceOptions = {
         image: opts['image'] as string | undefined,
         readonly: opts['readonly'] === true,
@@ -40,6 +44,7 @@ export function register(program: Command): void {
         cid: Number(opts['cid']),
         uds: opts['uds'] as string | undefined,
         packed: opts['packed'] === true,
+        pollUs,
       };
       const poller = new FdPoller();
       let device: OpenedDevice;

@@ -47,6 +47,8 @@ export abstract class QueueDevice implements VirtioDeviceModel {
   private broken = false;
   /** Queues being stopped (quiesce): kicks are ignored until the next activation. */
   protected readonly paused = new Set<number>();
+  /** Busy polling (startPolling): drained rings keep the driver's notifications off. */
+  protected polling = false;
   protected readonly log: Logger;
 
   constructor(options: DeviceOptions = {}) {
@@ -120,6 +122,73 @@ export abstract class QueueDevice implements VirtioDeviceModel {
     this.chains = [];
     this.broken = false;
     this.paused.clear();
+    this.polling = false;
+  }
+
+  /**
+   * Busy polling, for a runner that watches the rings itself between requests (the vhost-user
+   * queue thread's poll window): from now on a drained ring keeps the driver's notifications
+   * off, so a driver adding a request does not kick (and the runner finds it with
+   * hasAvailable). stopPolling() gives the kicks back.
+   */
+  startPolling(): void {
+    this.polling = true;
+  }
+
+  /**
+   * Ends busy polling: every ring gets its notifications back. Returns true if chains arrived
+   * before the driver could see that (they would get no kick: serve them with pollQueues).
+   */
+  stopPolling(): boolean {
+    this.polling = false;
+    if (!this.isActive) return false;
+    let raced = false;
+    try {
+      for (let i = 0; i < this.queues.length; i++) {
+        const queue = this.queues[i];
+        if (queue === undefined || this.paused.has(i) || this.keepsNotificationsOff(i)) continue;
+        if (queue.enableNotifications()) raced = true;
+      }
+    } catch (error) {
+      this.handleError(error);
+      return false;
+    }
+    return raced;
+  }
+
+  /** True if a ring holds chains the device has not taken (one load per ring, no system call). */
+  hasAvailable(): boolean {
+    if (!this.isActive) return false;
+    try {
+      for (let i = 0; i < this.queues.length; i++) {
+        const queue = this.queues[i];
+        if (queue !== undefined && !this.paused.has(i) && queue.pending() !== 0) return true;
+      }
+    } catch (error) {
+      this.handleError(error);
+    }
+    return false;
+  }
+
+  /** Serves every ring that holds chains, as a kick would. */
+  pollQueues(): void {
+    for (let i = 0; i < this.queues.length; i++) {
+      const queue = this.queues[i];
+      if (queue === undefined || this.paused.has(i)) continue;
+      let ready: boolean;
+      try {
+        ready = queue.pending() !== 0;
+      } catch (error) {
+        this.handleError(error);
+        return;
+      }
+      if (ready) this.notify(i);
+    }
+  }
+
+  /** A ring whose notifications the device itself keeps off (stopPolling leaves it alone). */
+  protected keepsNotificationsOff(_index: number): boolean {
+    return false;
   }
 
   /**
@@ -177,8 +246,8 @@ export abstract class QueueDevice implements VirtioDeviceModel {
           queue.pushUsed(chain.head, Math.min(written, chain.writableBytes));
           used++;
         }
-        // Quiet: the caller polls this ring itself, so the driver's kicks stay off.
-        if (quiet || !queue.enableNotifications()) break;
+        // Quiet or busy polling: the ring is watched without kicks, so they stay off.
+        if (quiet || this.polling || !queue.enableNotifications()) break;
       }
     } finally {
       if (used > 0 && !quiet && !this.broken) this.signal(index);

@@ -223,6 +223,11 @@ export class FsDevice extends QueueDevice {
     }
   }
 
+  protected override keepsNotificationsOff(index: number): boolean {
+    // Lazy FORGETs: settleForgets gives the hiprio ring its kicks back.
+    return index === 0 && this.forgetsQuiet;
+  }
+
   /** Lazy FORGETs: the hiprio ring is being polled, so the thread should not sleep for good. */
   get forgetsPending(): boolean {
     return this.forgetsQuiet && this.isActive;
@@ -299,7 +304,7 @@ export class FsDevice extends QueueDevice {
           if (this.zeroCopy && memory.hasHostMapping && this.serveWithPayload(slot, memory, length)) continue;
           this.handler.handle(this.copyRequest(slot, memory), slot.done);
         }
-        if (!queue.enableNotifications()) break;
+        if (this.polling || !queue.enableNotifications()) break;
       }
     } finally {
       this.processing = false;
