@@ -19,6 +19,8 @@ if (reason !== undefined) {
 }
 
 const RUNTIME = Number(process.env['BENCH_RUNTIME'] ?? 8);
+// BENCH_NOVM_ARGS adds flags to novm's back end (e.g. `--poll-us 0`, `--stats`).
+const novmArgs = process.env['BENCH_NOVM_ARGS']?.split(' ').filter((a) => a !== '') ?? [];
 const jobs: Array<[string, string]> = [
   ['randread-4k', `--filename=/dev/vda --ioengine=libaio --direct=1 --rw=randread --bs=4k --iodepth=16 --size=192m --time_based --runtime=${RUNTIME}`],
   ['randwrite-4k', `--filename=/dev/vda --ioengine=libaio --direct=1 --rw=randwrite --bs=4k --iodepth=16 --size=192m --time_based --runtime=${RUNTIME}`],
@@ -40,7 +42,7 @@ async function measure(label: string, qemuArgs: string[]): Promise<FioResult[]> 
 
 try {
   const socket = join(dir, 'blk.sock');
-  const backend = spawn(process.execPath, [join(process.cwd(), 'dist/src/cli/main.js'), 'vhost-user', 'blk', '--image', image, '--socket', socket], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const backend = spawn(process.execPath, [join(process.cwd(), 'dist/src/cli/main.js'), 'vhost-user', 'blk', '--image', image, '--socket', socket, ...novmArgs], { stdio: ['ignore', 'inherit', 'inherit'] });
   for (let i = 0; i < 200 && !existsSync(socket); i++) await sleep(25);
   const novm = await measure('novm', ['-chardev', `socket,id=b,path=${socket}`, '-device', 'vhost-user-blk-pci,chardev=b,num-queues=1']);
   backend.kill();
