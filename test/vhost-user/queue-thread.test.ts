@@ -220,43 +220,42 @@ function kickedGetattrs(rig: Rig, count: number): void {
   for (let i = 0; i < count; i++) assert.equal(roundTrip(rig, fuse(OP.GETATTR, 1n, new Uint8Array(16)), 256).error, 0);
 }
 
-test('queue thread: busy polling serves a request posted without a kick while its window is open; idle, the driver kicks again', async () => {
-  // A 100 ms window at most: 20 quick round trips grow it there (doubling from 10 us).
+/** A device with busy polling up to `pollUs`: INIT and 20 quick kicked GETATTRs (enough to open
+ *  a 100 ms window, doubling from 10 us), then one GETATTR posted without a kick. */
+async function unkickedAfterBurst(pollUs: number, check: (device: QueueThreadDevice, rig: Rig, head: number) => Promise<void>): Promise<void> {
   await withDevice(async (device, poller) => {
     const rig = await bringUp(device, poller);
     try {
       assert.equal(roundTrip(rig, init()).error, 0);
       kickedGetattrs(rig, 20);
       const { head } = rig.post(fuse(OP.GETATTR, 1n, new Uint8Array(16)), 256);
-      assert.ok(rig.waitCall(5000), 'served without a kick: the thread was watching the ring');
-      assert.deepEqual(rig.requests.takeUsed().map((u) => u.id), [head]);
-      assert.match(device.summary(), /pollHits=[1-9]/);
-      // The window runs out: notifications are turned back on (used->flags clear) and a kick works.
-      await sleep(400);
-      assert.equal(rig.memory.readU16LE(rig.requests.config.deviceAddr) & 1, 0, 'USED_F_NO_NOTIFY cleared');
-      kickedGetattrs(rig, 1);
+      await check(device, rig, head);
     } finally {
       await rig.close();
     }
-  }, 100_000);
+  }, pollUs);
+}
+
+test('queue thread: busy polling serves a request posted without a kick while its window is open; idle, the driver kicks again', async () => {
+  await unkickedAfterBurst(100_000, async (device, rig, head) => {
+    assert.ok(rig.waitCall(5000), 'served without a kick: the thread was watching the ring');
+    assert.deepEqual(rig.requests.takeUsed().map((u) => u.id), [head]);
+    assert.match(device.summary(), /pollHits=[1-9]/);
+    // The window runs out: notifications are turned back on (used->flags clear) and a kick works.
+    await sleep(400);
+    assert.equal(rig.memory.readU16LE(rig.requests.config.deviceAddr) & 1, 0, 'USED_F_NO_NOTIFY cleared');
+    kickedGetattrs(rig, 1);
+  });
 });
 
 test('queue thread: with busy polling off (--poll-us 0) a request without a kick waits for its kick', async () => {
-  await withDevice(async (device, poller) => {
-    const rig = await bringUp(device, poller);
-    try {
-      assert.equal(roundTrip(rig, init()).error, 0);
-      kickedGetattrs(rig, 20);
-      const { head } = rig.post(fuse(OP.GETATTR, 1n, new Uint8Array(16)), 256);
-      assert.equal(rig.waitCall(300), false, 'nobody watches the ring');
-      rig.kick();
-      assert.ok(rig.waitCall());
-      assert.deepEqual(rig.requests.takeUsed().map((u) => u.id), [head]);
-      assert.match(device.summary(), /pollHits=0 /);
-    } finally {
-      await rig.close();
-    }
-  }, 0);
+  await unkickedAfterBurst(0, async (device, rig, head) => {
+    assert.equal(rig.waitCall(300), false, 'nobody watches the ring');
+    rig.kick();
+    assert.ok(rig.waitCall());
+    assert.deepEqual(rig.requests.takeUsed().map((u) => u.id), [head]);
+    assert.match(device.summary(), /pollHits=0 /);
+  });
 });
 
 test('queue thread: the JIT warm-up runs before the front end activates the device', async () => {

@@ -5,31 +5,15 @@
 // that raced it. Lazy FORGETs keep their own quiet hiprio ring; a lying ring costs NEEDS_RESET.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { FsDevice, type FuseRequestHandler } from '../../src/virtio/devices/fs/fs-device.js';
+import { FsDevice } from '../../src/virtio/devices/fs/fs-device.js';
 import { RngDevice } from '../../src/virtio/devices/rng/rng-device.js';
 import { VIRTIO_F_EVENT_IDX, VIRTIO_F_VERSION_1 } from '../../src/virtio/queue/features.js';
 import { fakeDriver, type FakeDriver } from './fake-driver.js';
+import { echoHandler as echo, echoRequest } from './fs-echo.js';
 
 const USED_F_NO_NOTIFY = 1;
 
-const echo: FuseRequestHandler = {
-  handle(request, done) {
-    const reply = new Uint8Array(16);
-    new DataView(reply.buffer).setUint32(0, 16, true);
-    reply.set(request.subarray(8, 16), 8);
-    done(reply);
-  },
-  forget() {},
-};
-
-function getattr(unique: number): Uint8Array {
-  const r = new Uint8Array(56);
-  const v = new DataView(r.buffer);
-  v.setUint32(0, 56, true);
-  v.setUint32(4, 3, true);
-  v.setUint32(8, unique, true);
-  return r;
-}
+const getattr = (unique: number): Uint8Array => echoRequest(unique, 3, 56);
 
 function forget(node: number): Uint8Array {
   const r = new Uint8Array(48);

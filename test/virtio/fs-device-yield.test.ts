@@ -3,30 +3,10 @@
 // stopped is not resumed. (The queue thread relies on this to answer commands in bounded time.)
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { FsDevice, type FuseRequestHandler } from '../../src/virtio/devices/fs/fs-device.js';
+import { FsDevice } from '../../src/virtio/devices/fs/fs-device.js';
 import { VIRTIO_F_VERSION_1 } from '../../src/virtio/queue/features.js';
 import { fakeDriver } from './fake-driver.js';
-
-/** Answers every request with a 16-byte header carrying its unique id. */
-const echo: FuseRequestHandler = {
-  handle(request, done) {
-    const reply = new Uint8Array(16);
-    const v = new DataView(reply.buffer);
-    v.setUint32(0, 16, true);
-    reply.set(request.subarray(8, 16), 8);
-    done(reply);
-  },
-  forget() {},
-};
-
-function request(unique: number): Uint8Array {
-  const r = new Uint8Array(40);
-  const v = new DataView(r.buffer);
-  v.setUint32(0, 40, true);
-  v.setUint32(4, 3, true);
-  v.setUint32(8, unique, true);
-  return r;
-}
+import { echoHandler as echo, echoRequest as request } from './fs-echo.js';
 
 test('FsDevice requestsPerRun: runs yield, resumeQueues finishes the ring in order, a stopping queue is not resumed', () => {
   const device = new FsDevice(echo, { tag: 't', requestsPerRun: 8, log: () => {} });
