@@ -205,7 +205,8 @@ class Rig {
     buffers.push({ length: OUT_HEADER_SIZE, writable: true });
     if (outBytes > 0) buffers.push({ length: outBytes, writable: true });
     if (outData > 0) buffers.push({ length: outData, writable: true });
-    const { addresses } = this.queue.post(buffers);
+    // Through an indirect table, as Linux posts every request of more than one buffer.
+    const { addresses } = this.queue.post(buffers, { indirect: true });
     this.requests++;
     this.device.notify(1);
     const used = this.queue.takeUsed();
@@ -225,7 +226,7 @@ class Rig {
     this.headerView.setUint32(4, Opcode.FORGET, true);
     this.headerView.setBigUint64(8, this.unique++, true);
     this.headerView.setBigUint64(16, node, true);
-    this.hiprio.post([{ length: IN_HEADER_SIZE, writable: false, data: this.header }, { length: 8, writable: false, data: u64s(lookups) }]);
+    this.hiprio.post([{ length: IN_HEADER_SIZE, writable: false, data: this.header }, { length: 8, writable: false, data: u64s(lookups) }], { indirect: true });
     this.requests++;
     this.device.notify(0);
     this.hiprio.takeUsed();
