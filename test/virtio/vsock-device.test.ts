@@ -164,6 +164,42 @@ test('guest connects to a host Unix socket, data both ways, orderly close', asyn
   }
 });
 
+test('a guest that closes right after sending: all it sent reaches a host that reads late, then EOF', async () => {
+  const { dir, cleanup } = withDir();
+  const host = new HybridUnixVsock(join(dir, 'v.sock'));
+  const received: Buffer[] = [];
+  let ended = false;
+  let serverSide: Socket | undefined;
+  const server = await listen(join(dir, 'v.sock_1235'), (s) => {
+    serverSide = s;
+    // Not reading yet: what the guest sends piles up in the kernel, then in the socket's queue.
+    s.pause();
+    s.on('data', (d) => received.push(d));
+    s.on('end', () => { ended = true; });
+  });
+  try {
+    const g = new Guest(host);
+    g.send({ op: VsockOp.Request, srcPort: 5001, dstPort: 1235 });
+    await g.waitFor((p) => p.op === VsockOp.Response, 'RESPONSE');
+    // 240 KiB (inside the 256 KiB credit): more than a Unix socket's kernel buffer holds.
+    const sent = Buffer.alloc(240 * 1024);
+    for (let i = 0; i < sent.length; i++) sent[i] = (i * 131) & 0xff;
+    for (let off = 0; off < sent.length; off += 60 * 1024) g.send({ op: VsockOp.Rw, srcPort: 5001, dstPort: 1235, payload: sent.subarray(off, off + 60 * 1024) });
+    g.send({ op: VsockOp.Shutdown, srcPort: 5001, dstPort: 1235, flags: 3 });
+    await g.waitFor((p) => p.op === VsockOp.Rst, 'RST after SHUTDOWN');
+    assert.equal(g.device.openConnections, 0);
+    await until(() => serverSide !== undefined, 'host connection');
+    serverSide!.resume();
+    await until(() => ended, 'EOF at the host');
+    assert.equal(Buffer.concat(received).length, sent.length);
+    assert.ok(Buffer.concat(received).equals(sent));
+  } finally {
+    resetGuests();
+    server.close();
+    cleanup();
+  }
+});
+
 test('connecting to a host port nobody serves gets RST; host EOF becomes SHUTDOWN', async () => {
   const { dir, cleanup } = withDir();
   const host = new HybridUnixVsock(join(dir, 'v.sock'));

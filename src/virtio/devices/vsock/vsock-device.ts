@@ -26,6 +26,8 @@ const FIRST_EPHEMERAL_PORT = 1 << 30;
 /** How long a host-initiated connection waits for the guest's RESPONSE, and a closing one for its RST. */
 export const CONNECT_TIMEOUT_MS = 2000;
 export const CLOSE_TIMEOUT_MS = 2000;
+/** How long a socket the guest closed may take to hand the host what the guest sent before. */
+export const FLUSH_TIMEOUT_MS = 30_000;
 
 /** Injected timers (DESIGN rule 8): set() returns a cancel function. */
 export interface VsockTimers {
@@ -240,8 +242,11 @@ export class VsockDevice extends QueueDevice {
           break;
         }
         if ((h.flags & (SHUTDOWN_RCV | SHUTDOWN_SEND)) === (SHUTDOWN_RCV | SHUTDOWN_SEND)) {
-          // The guest closed its socket: finish with RST (5.10.6.6, as Linux does).
-          this.resetConnection(conn, hostPort, guestPort);
+          // The guest closed its socket: finish with RST (5.10.6.6, as Linux does). What it sent
+          // before may still sit in the host socket's write queue: that is delivered, then EOF.
+          this.metrics.resets++;
+          this.remove(conn, true);
+          this.queueControl(VsockOp.Rst, hostPort, guestPort, 0);
         } else if ((h.flags & SHUTDOWN_SEND) !== 0) {
           conn.socket.end();
         }
@@ -541,7 +546,9 @@ export class VsockDevice extends QueueDevice {
     this.connectionCount++;
   }
 
-  private remove(conn: VsockConnection): void {
+  /** Forgets a connection and closes its host socket: at once, or (`flush`) after the data
+   *  already written to it has gone out, bounded by FLUSH_TIMEOUT_MS for a host that never reads. */
+  private remove(conn: VsockConnection, flush = false): void {
     const byGuest = this.connections.get(conn.hostPort);
     if (byGuest?.get(conn.guestPort) !== conn) return;
     byGuest.delete(conn.guestPort);
@@ -549,7 +556,16 @@ export class VsockDevice extends QueueDevice {
     this.connectionCount--;
     conn.cancelTimer?.();
     conn.cancelTimer = undefined;
-    conn.socket.destroy();
+    if (!flush || conn.socket.destroyed) {
+      conn.socket.destroy();
+      return;
+    }
+    const socket = conn.socket;
+    const cancel = this.timers.set(FLUSH_TIMEOUT_MS, () => socket.destroy());
+    socket.end(() => {
+      cancel();
+      socket.destroy();
+    });
   }
 
   /** Drops the connection (if any) and tells the guest with RST. */
