@@ -29,7 +29,7 @@ export interface HostedFsOptions {
 const REQUESTS_PER_RUN = 64;
 
 /** The JIT warm-up before the guest's first request (fs-warm-up.ts): at most this many rounds
- *  of its mix (~20 requests each; the first ~3,000 requests are the slow ones) or this long. */
+ *  of its mix (~16 requests each; the first ~3,000 requests are the slow ones) or this long. */
 const WARM_UP_ROUNDS = 200;
 const WARM_UP_MAX_MS = 2000;
 

@@ -197,6 +197,12 @@ function serve(hosted: HostedDevice): void {
     }
   }
 
+  /** The control eventfd fired: reset it and apply what was posted. */
+  function takeCommands(): void {
+    libc.read(init.controlFd, counter, 8);
+    applyCommands();
+  }
+
   function applyCommands(): void {
     for (;;) {
       const received = receiveMessageOnPort(init.commands);
@@ -244,10 +250,7 @@ function serve(hosted: HostedDevice): void {
     controlView.setInt16(4, POLLIN, true);
     warmUpSummary = hosted.warmUp(() => {
       controlView.setInt16(6, 0, true);
-      if (poll(controlOnly, 1, 0) > 0 && controlView.getInt16(6, true) !== 0) {
-        libc.read(init.controlFd, counter, 8);
-        applyCommands();
-      }
+      if (poll(controlOnly, 1, 0) > 0 && controlView.getInt16(6, true) !== 0) takeCommands();
       return activated || !running;
     });
   }
@@ -280,8 +283,7 @@ function serve(hosted: HostedDevice): void {
       continue;
     }
     if (n > 0 && pollView.getInt16(6, true) !== 0) {
-      libc.read(init.controlFd, counter, 8);
-      applyCommands();
+      takeCommands();
       // The set changed under the entries below: their kicks are still pending, poll again.
       if (pollDirty || !running) continue;
     }

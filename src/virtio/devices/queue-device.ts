@@ -160,10 +160,7 @@ export abstract class QueueDevice implements VirtioDeviceModel {
   hasAvailable(): boolean {
     if (!this.isActive) return false;
     try {
-      for (let i = 0; i < this.queues.length; i++) {
-        const queue = this.queues[i];
-        if (queue !== undefined && !this.paused.has(i) && queue.pending() !== 0) return true;
-      }
+      for (let i = 0; i < this.queues.length; i++) if (this.holdsChains(i)) return true;
     } catch (error) {
       this.handleError(error);
     }
@@ -172,18 +169,17 @@ export abstract class QueueDevice implements VirtioDeviceModel {
 
   /** Serves every ring that holds chains, as a kick would. */
   pollQueues(): void {
-    for (let i = 0; i < this.queues.length; i++) {
-      const queue = this.queues[i];
-      if (queue === undefined || this.paused.has(i)) continue;
-      let ready: boolean;
-      try {
-        ready = queue.pending() !== 0;
-      } catch (error) {
-        this.handleError(error);
-        return;
-      }
-      if (ready) this.notify(i);
+    try {
+      for (let i = 0; i < this.queues.length; i++) if (this.holdsChains(i)) this.notify(i);
+    } catch (error) {
+      this.handleError(error);
     }
+  }
+
+  /** Ring `index` is up, not being stopped, and holds chains. Throws QueueViolation. */
+  private holdsChains(index: number): boolean {
+    const queue = this.queues[index];
+    return queue !== undefined && !this.paused.has(index) && queue.pending() !== 0;
   }
 
   /** A ring whose notifications the device itself keeps off (stopPolling leaves it alone). */

@@ -235,12 +235,8 @@ export class FsDevice extends QueueDevice {
 
   /** Lazy FORGETs: serves those that arrived without a kick (call after every wake-up). */
   pollForgets(): void {
-    if (!this.forgetsQuiet || !this.isActive || this.paused.has(0)) return;
-    try {
-      this.serveForgetsQuietly();
-    } catch (error) {
-      this.handleError(error);
-    }
+    // As a kick would (notify checks the device and the ring, and turns errors into NEEDS_RESET).
+    if (this.forgetsQuiet) this.notify(0);
   }
 
   /** Lazy FORGETs, the thread is idle: serve the rest, signal it, and let the driver kick again. */

@@ -1,9 +1,9 @@
 // JIT warm-up of the virtio-fs request path, run by a queue thread while its front end is still
 // booting the guest. Node compiles a function to optimised code only after it has run for a
 // while; until then a request costs several times more. Measured under QEMU TCG
-// (bench:virtiofs, NOVM_TRACE-style counters): the first ~3,000 requests of a fresh server took
-// 70-110 us of queue-thread time each against ~25 us later, and a booting guest sends exactly
-// that many. So the thread serves synthetic requests first: a second FsDevice, built by the same
+// (bench:virtiofs, with a temporary per-1,000-requests counter of the queue thread's busy time):
+// the first ~3,000 requests of a fresh server took 70-110 us each against ~25 us later, and a
+// booting guest sends about that many. So the thread serves synthetic requests first: a second FsDevice, built by the same
 // code as the real one, over a union on a scratch directory of its own, driven through a split
 // ring in a memfd of its own (mapped like guest RAM, so the zero-copy paths run too). The real
 // device, its union and its guest are never touched; the code and its type feedback are shared.
@@ -26,7 +26,7 @@ import { VIRTIO_F_RING_PACKED } from '../../queue/features.js';
 export interface WarmUpOptions {
   /** Where the scratch directory is made (a tmpfs such as /dev/shm keeps the disk out of it). */
   readonly scratchParent: string;
-  /** Stop after this many rounds of the mix (each ~25 requests)... */
+  /** Stop after this many rounds of the mix (~16 requests each)... */
   readonly rounds: number;
   /** ...or after this long (ms)... */
   readonly maxMs: number;

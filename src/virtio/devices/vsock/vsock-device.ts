@@ -244,9 +244,7 @@ export class VsockDevice extends QueueDevice {
         if ((h.flags & (SHUTDOWN_RCV | SHUTDOWN_SEND)) === (SHUTDOWN_RCV | SHUTDOWN_SEND)) {
           // The guest closed its socket: finish with RST (5.10.6.6, as Linux does). What it sent
           // before may still sit in the host socket's write queue: that is delivered, then EOF.
-          this.metrics.resets++;
-          this.remove(conn, true);
-          this.queueControl(VsockOp.Rst, hostPort, guestPort, 0);
+          this.resetConnection(conn, hostPort, guestPort, true);
         } else if ((h.flags & SHUTDOWN_SEND) !== 0) {
           conn.socket.end();
         }
@@ -568,10 +566,10 @@ export class VsockDevice extends QueueDevice {
     });
   }
 
-  /** Drops the connection (if any) and tells the guest with RST. */
-  private resetConnection(conn: VsockConnection | undefined, hostPort: number, guestPort: number): void {
+  /** Drops the connection (if any; its host socket flushed first with `flush`) and tells the guest with RST. */
+  private resetConnection(conn: VsockConnection | undefined, hostPort: number, guestPort: number, flush = false): void {
     this.metrics.resets++;
-    if (conn !== undefined) this.remove(conn);
+    if (conn !== undefined) this.remove(conn, flush);
     this.queueControl(VsockOp.Rst, hostPort, guestPort, 0);
   }
 
