@@ -1,7 +1,9 @@
-// bench:virtiofs — the same guest (QEMU TCG, Debian's kernel) mounts the same host directory
-// through virtio-fs, served once by novm's vhost-user fs back end and once by QEMU's C
-// virtiofsd (/usr/lib/qemu/virtiofsd, cache=auto, sandbox=chroot); fio and a metadata loop run
-// in the guest. The ratios measured side by side in one run are the figures.
+// bench:virtiofs — one guest (QEMU TCG, Debian's kernel) mounts two virtio-fs devices at once:
+// one served by novm's vhost-user fs back end, one by QEMU's C virtiofsd
+// (/usr/lib/qemu/virtiofsd, cache=auto, sandbox=chroot), each over a host directory of its own.
+// fio and a metadata loop run in that guest against each mount in turn. Each round boots a new
+// guest; its ratios are paired (same guest, same boot, same minute of this host's load), and the
+// figure per workload is the median of the rounds' ratios.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,156 +20,181 @@ if (reason !== undefined) {
 }
 
 const RUNTIME = Number(process.env['BENCH_RUNTIME'] ?? 8);
-const common = `--directory=/mnt/bench --ioengine=psync --size=64m --time_based --runtime=${RUNTIME}`;
+const common = `--ioengine=psync --size=64m --time_based --runtime=${RUNTIME}`;
 const allJobs: Array<[string, string]> = [
   ['seqwrite-1m', `${common} --rw=write --bs=1m --end_fsync=1`],
   ['seqread-1m', `${common} --rw=read --bs=1m --invalidate=1`],
   ['randread-4k', `${common} --rw=randread --bs=4k --invalidate=1`],
   ['randwrite-4k', `${common} --rw=randwrite --bs=4k`],
 ];
-// While iterating: BENCH_JOBS=seqwrite-1m,randread-4k runs only those fio jobs, BENCH_SERVERS=novm
-// only novm's back end (no ratio then), BENCH_NOVM_ARGS adds flags (e.g. --stats), BENCH_NODE_ARGS
-// node options for it (e.g. --cpu-prof), BENCH_VIRTIOFSD_ARGS flags for virtiofsd (e.g. -d to log
-// every request).
+// While iterating: BENCH_JOBS=seqwrite-1m,randread-4k runs only those fio jobs (none: metadata
+// only), BENCH_SERVERS=novm only novm's back end (no ratio then), BENCH_NOVM_ARGS adds flags
+// (e.g. --stats), BENCH_NODE_ARGS node options for it (e.g. --cpu-prof), BENCH_VIRTIOFSD_ARGS
+// flags for virtiofsd (e.g. -d to log every request).
 const only = process.env['BENCH_JOBS']?.split(',');
 const jobs = only === undefined ? allJobs : allJobs.filter(([name]) => only.includes(name));
 const servers = process.env['BENCH_SERVERS']?.split(',') ?? ['novm', 'virtiofsd'];
 const novmArgs = process.env['BENCH_NOVM_ARGS']?.split(' ').filter((a) => a !== '') ?? [];
 const virtiofsdArgs = process.env['BENCH_VIRTIOFSD_ARGS']?.split(' ').filter((a) => a !== '') ?? [];
 // Metadata: BENCH_META_FILES files created with a write (`echo x > f`), listed with `ls -l`, removed
-// with `rm`, in a directory of their own; BENCH_META_LOOPS times per guest, each timed from the
-// guest's monotonic clock in nanoseconds ("now at" in /proc/timer_list; /proc/uptime's centiseconds
-// if absent). One loop is ~9 requests per file, all serial: the figure is a round-trip latency.
+// with `rm`, in a directory of their own; BENCH_META_LOOPS times per server and guest, each timed
+// from the guest's monotonic clock in nanoseconds ("now at" in /proc/timer_list; /proc/uptime's
+// centiseconds if absent). One loop is ~9 requests per file, all serial: the figure is a
+// round-trip latency. A server's first loop in a guest includes its cold start (JIT, caches).
 const META_FILES = Math.max(1, Number(process.env['BENCH_META_FILES'] ?? 1000));
 const META_LOOPS = Math.max(1, Number(process.env['BENCH_META_LOOPS'] ?? 2));
-const metaScript = [
-  'ns() { set -- $(sed -n 3p /proc/timer_list 2>/dev/null); if [ "$1 $2" = "now at" ]; then echo $3; else t=$(cut -d" " -f1 /proc/uptime); echo $((${t%.*}${t#*.}*10000000)); fi; }',
-  'mkdir -p /mnt/meta',
-  `l=0; while [ $l -lt ${META_LOOPS} ]; do`,
-  `  t0=$(ns); i=0; while [ $i -lt ${META_FILES} ]; do echo x > /mnt/meta/m$i; i=$((i+1)); done; t1=$(ns); ls -l /mnt/meta > /dev/null; t2=$(ns); rm /mnt/meta/m*; t3=$(ns)`,
-  // The total, then each phase (create, list, remove) for BENCH_VERBOSE.
-  '  echo "META-NS $((t3-t0)) $((t1-t0)) $((t2-t1)) $((t3-t2))"; l=$((l+1))',
-  'done',
-];
-const fioScript = ['mount -t virtiofs bench /mnt || exit 1', 'mkdir -p /mnt/bench', ...jobs.map(([n, a]) => fioCommand(n, a)), 'umount /mnt'].join('\n');
-const metaGuestScript = ['mount -t virtiofs bench /mnt || exit 1', ...metaScript, 'umount /mnt'].join('\n');
 
-// fio serves a directory on the host's disk (as before). The metadata rounds serve one on a tmpfs
+/** The order the servers take their turns in within one guest: A B B A ... (or B A A B ... in
+ *  odd rounds), so neither always runs on the guest's colder or warmer side. */
+function turns(round: number, count: number): string[] {
+  const first = round % 2 === 0 ? servers : [...servers].reverse();
+  return Array.from({ length: count }, (_, i) => (i % 2 === 0 ? first : [...first].reverse())).flat();
+}
+
+const mounts = servers.map((name) => `mkdir -p /mnt/${name} && mount -t virtiofs ${name} /mnt/${name} || exit 1`);
+const unmounts = servers.map((name) => `umount /mnt/${name}`);
+function fioScript(round: number): string {
+  // Per job, each server's turn: the job's name carries the server (JOB@SERVER).
+  const lines = jobs.flatMap(([job, args], j) =>
+    turns(round + j, 1).map((name) => `mkdir -p /mnt/${name}/bench; ${fioCommand(`${job}@${name}`, `--directory=/mnt/${name}/bench ${args}`)}`));
+  return [...mounts, ...lines, ...unmounts].join('\n');
+}
+function metaScript(round: number): string {
+  const loop = (name: string): string => {
+    const d = `/mnt/${name}/meta`;
+    return `t0=$(ns); i=0; while [ $i -lt ${META_FILES} ]; do echo x > ${d}/m$i; i=$((i+1)); done; t1=$(ns); ls -l ${d} > /dev/null; t2=$(ns); rm ${d}/m*; t3=$(ns)\n` +
+      // The total, then each phase (create, list, remove) for BENCH_VERBOSE.
+      `echo "META-NS ${name} $((t3-t0)) $((t1-t0)) $((t2-t1)) $((t3-t2))"`;
+  };
+  return [
+    'ns() { set -- $(sed -n 3p /proc/timer_list 2>/dev/null); if [ "$1 $2" = "now at" ]; then echo $3; else t=$(cut -d" " -f1 /proc/uptime); echo $((${t%.*}${t#*.}*10000000)); fi; }',
+    ...mounts, ...servers.map((name) => `mkdir -p /mnt/${name}/meta`),
+    ...turns(round, META_LOOPS).map(loop),
+    ...unmounts,
+  ].join('\n');
+}
+
+// fio serves directories on the host's disk (as before). The metadata rounds serve ones on a tmpfs
 // (BENCH_META_DIR, default /dev/shm): this host's ext4 root is mounted with `discard`, and its
 // journal made the same O_CREAT cost 150-540 us from one guest to the next (novm --stats,
 // NOVM_FS_PROFILE=1) against 44 us on tmpfs, a swing neither server controls that drowned the
 // servers' own per-request cost. BENCH_META_DIR=/tmp measures on the disk instead.
 const dir = mkdtempSync(join(tmpdir(), 'novm-bench-vfs-'));
 const metaDir = mkdtempSync(join(process.env['BENCH_META_DIR'] ?? (existsSync('/dev/shm') ? '/dev/shm' : tmpdir()), 'novm-bench-vfs-meta-'));
-const fioInitramfs = jobs.length > 0 ? buildInitramfs({ modules: ['virtio_pci', 'virtiofs'], binaries: [FIO], script: fioScript }) : '';
-const metaInitramfs = buildInitramfs({ modules: ['virtio_pci', 'virtiofs'], script: metaGuestScript });
+const initramfs = (script: string, withFio: boolean): string =>
+  buildInitramfs({ modules: ['virtio_pci', 'virtiofs'], binaries: withFio ? [FIO] : [], script });
 
+/** One server's figures in one guest. */
 interface Figures {
   /** Per fio job (empty in a metadata round). */
   readonly iops: number[];
-  /** Per metadata loop in this guest, nanoseconds (empty in a fio round). */
+  /** Per metadata loop, nanoseconds (empty in a fio round). */
   readonly metaNs: number[];
   /** Per loop: create, list and remove phases, nanoseconds. */
   readonly phases: number[][];
 }
 
-async function measure(label: string, withFio: boolean, start: (socket: string, shared: string) => ChildProcess): Promise<Figures> {
-  const shared = join(withFio ? dir : metaDir, label);
-  mkdirSync(shared);
-  const socket = join(dir, `${label}.sock`);
-  const server = start(socket, shared);
-  try {
-    for (let i = 0; i < 200 && !existsSync(socket); i++) await sleep(25);
-    const fioJobs = withFio ? jobs.length : 0;
-    const loopCount = withFio ? 0 : META_LOOPS;
-    const run = await runGuest({
-      initramfs: withFio ? fioInitramfs : metaInitramfs, memoryMiB: 1024,
-      timeoutMs: (fioJobs * (RUNTIME + 8) + 90 + (loopCount * META_FILES) / 50) * 1000,
-      qemuArgs: ['-chardev', `socket,id=f,path=${socket}`, '-device', 'vhost-user-fs-pci,chardev=f,tag=bench'],
-    });
-    const results = withFio ? parseFio(run.output ?? '') : [];
-    const loops = [...(run.output ?? '').matchAll(/META-NS (\d+) (\d+) (\d+) (\d+)/g)];
-    const meta = loops.map((m) => Number(m[1]));
-    const phases = loops.map((m) => [m[2], m[3], m[4]].map((x) => Number(x)));
-    if (results.length !== fioJobs || meta.length !== loopCount) throw new Error(`${label}: results missing\n${run.transcript.slice(-3000)}`);
-    return { iops: results.map((r) => r.readIops + r.writeIops), metaNs: meta, phases };
-  } finally {
-    // Let the server finish (novm prints --stats on SIGTERM) before the next one starts.
-    const exited = new Promise((resolve) => server.once('exit', resolve));
-    server.kill();
-    await Promise.race([exited, sleep(5000)]);
-  }
-}
-
-// Rounds: each boots one guest per server, the order alternating (A B, B A, ...: this machine's
-// load drifts, other jobs share its 2 cores). BENCH_REPEAT fio rounds (each server's best figure
-// per job is kept), then BENCH_META_ROUNDS metadata rounds (BENCH_META_LOOPS loops per guest; a
-// round's figure per server is the median of its loops, the ratio is the median of the rounds'
-// ratios, printed with the best-of ratio and the range beside it).
-const REPEAT = jobs.length > 0 ? Math.max(1, Number(process.env['BENCH_REPEAT'] ?? 1)) : 0;
-const META_ROUNDS = Math.max(1, Number(process.env['BENCH_META_ROUNDS'] ?? 7));
 const starters: Record<string, (socket: string, shared: string) => ChildProcess> = {
   novm: (socket, shared) =>
-    spawn(process.execPath, [...(process.env['BENCH_NODE_ARGS']?.split(' ').filter((x) => x !== '') ?? []), join(process.cwd(), 'dist/src/cli/main.js'), 'vhost-user', 'fs', '--write', `/=${shared}`, '--tag', 'bench', '--socket', socket, ...novmArgs], { stdio: ['ignore', 'inherit', 'inherit'] }),
+    spawn(process.execPath, [...(process.env['BENCH_NODE_ARGS']?.split(' ').filter((x) => x !== '') ?? []), join(process.cwd(), 'dist/src/cli/main.js'), 'vhost-user', 'fs', '--write', `/=${shared}`, '--tag', 'novm', '--socket', socket, ...novmArgs], { stdio: ['ignore', 'inherit', 'inherit'] }),
   virtiofsd: (socket, shared) =>
     spawn(VIRTIOFSD, [`--socket-path=${socket}`, '-o', `source=${shared}`, '-o', 'cache=auto', '-o', 'sandbox=chroot', ...virtiofsdArgs], { stdio: ['ignore', 'ignore', 'inherit'] }),
 };
+for (const name of servers) if (starters[name] === undefined) throw new Error(`unknown server ${name} in BENCH_SERVERS`);
 
-/** A server's best fio figure per job over the rounds that ran fio. */
-function bestIops(runs: readonly Figures[]): number[] {
-  return jobs.map((_, i) => Math.max(...runs.map((r) => r.iops[i]!)));
+/** Boots one guest with every server's device attached (tag = server name) and runs a round. */
+async function measure(round: number, withFio: boolean): Promise<Map<string, Figures>> {
+  const label = `${withFio ? 'fio' : 'meta'}-${round}`;
+  const started = servers.map((name) => {
+    const shared = join(withFio ? dir : metaDir, `${label}-${name}`);
+    mkdirSync(shared);
+    const socket = join(dir, `${label}-${name}.sock`);
+    return { name, socket, process: starters[name]!(socket, shared) };
+  });
+  try {
+    for (let i = 0; i < 200 && !started.every((s) => existsSync(s.socket)); i++) await sleep(25);
+    const fioJobs = withFio ? jobs.length * servers.length : 0;
+    const loopCount = withFio ? 0 : META_LOOPS * servers.length;
+    const run = await runGuest({
+      initramfs: withFio ? initramfs(fioScript(round), true) : initramfs(metaScript(round), false), memoryMiB: 1024,
+      timeoutMs: (fioJobs * (RUNTIME + 8) + 90 + (loopCount * META_FILES) / 50) * 1000,
+      qemuArgs: started.flatMap((s, i) => ['-chardev', `socket,id=fs${i},path=${s.socket}`, '-device', `vhost-user-fs-pci,chardev=fs${i},tag=${s.name}`]),
+    });
+    const results = withFio ? parseFio(run.output ?? '') : [];
+    const loops = [...(run.output ?? '').matchAll(/META-NS (\S+) (\d+) (\d+) (\d+) (\d+)/g)];
+    if (results.length !== fioJobs || loops.length !== loopCount) throw new Error(`${label}: results missing\n${run.transcript.slice(-3000)}`);
+    return new Map(servers.map((name) => {
+      const mine = loops.filter((m) => m[1] === name);
+      const iops = results.length === 0 ? [] : jobs.map(([job]) => {
+        const r = results.find((x) => x.name === `${job}@${name}`)!;
+        return r.readIops + r.writeIops;
+      });
+      return [name, { iops, metaNs: mine.map((m) => Number(m[2])), phases: mine.map((m) => [m[3], m[4], m[5]].map((x) => Number(x))) }];
+    }));
+  } finally {
+    // Let the servers finish (novm prints --stats on SIGTERM) before the next round starts.
+    await Promise.all(started.map(async (s) => {
+      const exited = new Promise((resolve) => s.process.once('exit', resolve));
+      s.process.kill();
+      await Promise.race([exited, sleep(5000)]);
+    }));
+  }
 }
 
-/** A round's metadata figure for one server: the median of its loops in that guest. */
+// BENCH_REPEAT fio rounds (default 3), then BENCH_META_ROUNDS metadata rounds (default 7), one
+// guest each. A round's metadata figure per server is the median of its loops in that guest.
+const REPEAT = jobs.length > 0 ? Math.max(1, Number(process.env['BENCH_REPEAT'] ?? 3)) : 0;
+const META_ROUNDS = Math.max(1, Number(process.env['BENCH_META_ROUNDS'] ?? 7));
 const metaOf = (f: Figures): number => median(f.metaNs);
 const ms = (ns: number): string => `${(ns / 1e6).toFixed(0)} ms`;
 const metaLabel = `metadata (${META_FILES} create+write, ls -l, rm)`;
 
 try {
-  const fioRuns = new Map<string, Figures[]>(servers.map((name) => [name, []]));
-  const runs = new Map<string, Figures[]>(servers.map((name) => [name, []]));
+  const fioRounds: Array<Map<string, Figures>> = [];
+  const metaRounds: Array<Map<string, Figures>> = [];
   for (let round = 0; round < REPEAT + META_ROUNDS; round++) {
     const withFio = round < REPEAT;
-    for (const name of round % 2 === 0 ? servers : [...servers].reverse()) {
-      const start = starters[name];
-      if (start === undefined) throw new Error(`unknown server ${name} in BENCH_SERVERS`);
-      const figures = await measure(`${name}-${round}`, withFio, start);
-      (withFio ? fioRuns : runs).get(name)!.push(figures);
-      if (!withFio && process.env['BENCH_VERBOSE'] === '1') console.log(`round ${round - REPEAT} ${name}: metadata ${figures.metaNs.map((t, i) => `${ms(t)} (${figures.phases[i]!.map(ms).join(' + ')})`).join(', ')}`);
+    const figures = await measure(round, withFio);
+    (withFio ? fioRounds : metaRounds).push(figures);
+    if (process.env['BENCH_VERBOSE'] !== '1') continue;
+    for (const [name, f] of figures) {
+      if (withFio) console.log(`round ${round} ${name}: ${jobs.map(([job], i) => `${job} ${f.iops[i]!.toFixed(0)}`).join(', ')} IOPS`);
+      else console.log(`round ${round - REPEAT} ${name}: metadata ${f.metaNs.map((t, i) => `${ms(t)} (${f.phases[i]!.map(ms).join(' + ')})`).join(', ')}`);
     }
   }
-  const novm = runs.get('novm') ?? [];
   if (!servers.includes('virtiofsd')) {
-    const iops = jobs.length > 0 ? bestIops(fioRuns.get('novm')!) : [];
-    jobs.forEach(([name], i) => console.log(`${name.padEnd(16)}  novm ${iops[i]!.toFixed(0)} IOPS`));
-    console.log(`${metaLabel}  novm median ${ms(median(novm.map(metaOf)))}, best ${ms(Math.min(...novm.map(metaOf)))} (${META_ROUNDS} guests x ${META_LOOPS} loops)`);
-  } else compare(fioRuns, novm, runs.get('virtiofsd')!);
+    const novm = (rounds: Array<Map<string, Figures>>): Figures[] => rounds.map((r) => r.get('novm')!);
+    jobs.forEach(([name], i) => console.log(`${name.padEnd(16)}  novm median ${median(novm(fioRounds).map((f) => f.iops[i]!)).toFixed(0)} IOPS`));
+    const times = novm(metaRounds).map(metaOf);
+    console.log(`${metaLabel}  novm median ${ms(median(times))}, best ${ms(Math.min(...times))} (${META_ROUNDS} guests x ${META_LOOPS} loops)`);
+  } else compare(fioRounds, metaRounds);
 } finally {
   rmSync(dir, { recursive: true, force: true });
   rmSync(metaDir, { recursive: true, force: true });
 }
 
-function compare(fioRuns: ReadonlyMap<string, Figures[]>, novm: readonly Figures[], reference: readonly Figures[]): void {
+/** Prints a workload's per-round ratios and their median, and returns the median. */
+function report(name: string, novm: readonly number[], reference: readonly number[], perRound: readonly number[], unit: string): number {
+  const ratio = median(perRound);
+  console.log(`${name.padEnd(16)}  ${unit === 'ms' ? ms(median(novm)).padStart(9) : median(novm).toFixed(0).padStart(9)}   ${unit === 'ms' ? ms(median(reference)).padStart(14) : median(reference).toFixed(0).padStart(14)}   ${ratio.toFixed(2)}   ${perRound.map((r) => r.toFixed(2)).join(' ')}`);
+  return ratio;
+}
+
+function compare(fioRounds: ReadonlyArray<ReadonlyMap<string, Figures>>, metaRounds: ReadonlyArray<ReadonlyMap<string, Figures>>): void {
   const ratios: number[] = [];
-  if (jobs.length > 0) {
-    if (REPEAT > 1) console.log(`fio: best of ${REPEAT} runs per server, order alternating`);
-    console.log('workload          novm IOPS   virtiofsd IOPS   ratio');
-    const a = bestIops(fioRuns.get('novm')!);
-    const b = bestIops(fioRuns.get('virtiofsd')!);
-    jobs.forEach(([name], i) => {
-      const ratio = a[i]! / b[i]!;
-      ratios.push(ratio);
-      console.log(`${name.padEnd(16)}  ${a[i]!.toFixed(0).padStart(9)}   ${b[i]!.toFixed(0).padStart(14)}   ${ratio.toFixed(2)}`);
-    });
-  }
-  // Per round: virtiofsd time / novm time, each the median of its loops in that round's guest.
-  const perRound = novm.map((f, r) => metaOf(reference[r]!) / metaOf(f));
-  const metaRatio = median(perRound);
-  const bestRatio = Math.min(...reference.map(metaOf)) / Math.min(...novm.map(metaOf));
-  ratios.push(metaRatio);
-  console.log(`${metaLabel}, host dir on ${process.env['BENCH_META_DIR'] ?? '/dev/shm'}, ${META_ROUNDS} rounds x ${META_LOOPS} loops, order alternating`);
-  console.log(`  per-round ratios ${perRound.map((r) => r.toFixed(2)).join(' ')}`);
-  console.log(`  novm median ${ms(median(novm.map(metaOf)))}   virtiofsd median ${ms(median(reference.map(metaOf)))}   ratio ${metaRatio.toFixed(2)} (median of rounds; best-of ratio ${bestRatio.toFixed(2)}, range ${Math.min(...perRound).toFixed(2)}-${Math.max(...perRound).toFixed(2)})`);
+  const pick = (rounds: ReadonlyArray<ReadonlyMap<string, Figures>>, name: string): Figures[] => rounds.map((r) => r.get(name)!);
+  console.log(`paired rounds: one guest per round mounts both servers; ratio = novm/virtiofsd throughput per round, the figure is their median`);
+  console.log('workload               novm        virtiofsd   ratio   per round');
+  jobs.forEach(([job], i) => {
+    const a = pick(fioRounds, 'novm').map((f) => f.iops[i]!);
+    const b = pick(fioRounds, 'virtiofsd').map((f) => f.iops[i]!);
+    ratios.push(report(`${job} IOPS`.padEnd(16), a, b, a.map((x, r) => x / b[r]!), 'iops'));
+  });
+  const a = pick(metaRounds, 'novm').map(metaOf);
+  const b = pick(metaRounds, 'virtiofsd').map(metaOf);
+  // Time, so the throughput ratio is the reference's time over novm's.
+  ratios.push(report('metadata', a, b, a.map((x, r) => b[r]! / x), 'ms'));
+  console.log(`  ${metaLabel}: time per loop, host dir on ${process.env['BENCH_META_DIR'] ?? '/dev/shm'}, ${META_ROUNDS} guests x ${META_LOOPS} loops per server`);
   const geomean = Math.exp(ratios.reduce((s, r) => s + Math.log(r), 0) / ratios.length);
   console.log(`bench:virtiofs novm vhost-user fs / C virtiofsd (throughput, geometric mean of ${ratios.length} workloads, QEMU TCG guest): ${geomean.toFixed(2)}`);
 }

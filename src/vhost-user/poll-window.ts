@@ -42,13 +42,20 @@ export class PollWindow {
 
   /**
    * The thread slept and a request woke it. `waitedUs` is the whole wait since the last request
-   * was served (the window it spun, if any, plus the sleep): had the window been that long, the
-   * request would have been found by polling. A wait within maxUs grows the window (doubling);
-   * a longer one shrinks it (halving, then off).
+   * was served (the window it spun, if any, plus the sleep and the wake-up). The request was
+   * posted earlier than that: a sleeping thread also waits for the driver's kick and for the
+   * scheduler, which polling would not have. Measured under QEMU TCG on this nested host
+   * (metadata loop, a temporary per-request trace): requests found by polling came a median
+   * 100-140 us after the previous one, those that had to wake the thread 215-270 us, so kick
+   * and wake-up cost ~110 us. So a wait within twice maxUs (the window plus an allowance as
+   * large) counts as one polling would have caught, and grows the window (doubling); a longer
+   * one shrinks it (halving, then off). Without the allowance a fresh thread stayed in a trap:
+   * every request came by kick, every measured wait looked too long to poll for (~6,000
+   * requests of a guest's first metadata loop), and the window never opened.
    */
   woke(waitedUs: number): void {
     if (this.maxUs === 0) return;
-    if (waitedUs <= this.maxUs) {
+    if (waitedUs <= 2 * this.maxUs) {
       this.windowUs = Math.min(this.maxUs, Math.max(GROW_START_US, this.windowUs * 2));
     } else {
       const half = this.windowUs / 2;

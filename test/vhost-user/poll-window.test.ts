@@ -1,6 +1,7 @@
 // The queue thread's adaptive busy-poll window: it grows (doubling from 10 us) while the next
-// request comes within the longest window, shrinks (halving, then off) when it does not, and
-// stays off when busy polling is off.
+// request comes within the longest window plus the kick and wake-up allowance (twice the
+// window in all), shrinks (halving, then off) when it does not, and stays off when busy polling
+// is off.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { PollWindow } from '../../src/vhost-user/poll-window.js';
@@ -14,8 +15,11 @@ test('poll window: grows while requests come soon, shrinks to off when they do n
     grown.push(w.us);
   }
   assert.deepEqual(grown, [10, 20, 40, 80, 160, 200]);
-  w.woke(200);
-  assert.equal(w.us, 200, 'a wait of exactly the longest window still counts as soon');
+  w.woke(400);
+  assert.equal(w.us, 200, 'a wait of twice the longest window (the window plus kick and wake-up) still counts as soon');
+  w.woke(401);
+  assert.equal(w.us, 100, 'a longer one does not');
+  w.woke(400);
   const shrunk: number[] = [];
   for (let i = 0; i < 6; i++) {
     w.woke(5000);
