@@ -3,10 +3,12 @@
 // while; until then a request costs several times more. Measured under QEMU TCG
 // (bench:virtiofs, with a temporary per-1,000-requests counter of the queue thread's busy time):
 // the first ~3,000 requests of a fresh server took 70-110 us each against ~25 us later, and a
-// booting guest sends about that many. So the thread serves synthetic requests first: a second FsDevice, built by the same
-// code as the real one, over a union on a scratch directory of its own, driven through a split
-// ring in a memfd of its own (mapped like guest RAM, so the zero-copy paths run too). The real
-// device, its union and its guest are never touched; the code and its type feedback are shared.
+// booting guest sends about that many. So the thread serves synthetic requests first: two more
+// FsDevices, built by the same code as the real one, each over a union on a scratch directory of
+// its own, driven through split rings in memfds of their own (mapped like guest RAM, in several
+// regions as a front end sends them, so the zero-copy paths and region lookups run too). The
+// real device, its union and its guest are never touched; the code and its type feedback are
+// shared.
 //
 // The mix is what a Linux guest sends for everyday work: negative and positive LOOKUPs, CREATE,
 // GETXATTR of security.capability before the first write, WRITE and READ with their data in
