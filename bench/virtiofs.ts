@@ -51,13 +51,18 @@ function turns(round: number, count: number): string[] {
   return Array.from({ length: count }, (_, i) => (i % 2 === 0 ? first : [...first].reverse())).flat();
 }
 
-const mounts = servers.map((name) => `mkdir -p /mnt/${name} && mount -t virtiofs ${name} /mnt/${name} || exit 1`);
+/** The servers in the order their devices are attached and mounted in a round: alternating too,
+ *  so neither always has the first PCI device and mount. With novm always first, seqwrite-1m
+ *  came out at 0.86-0.93 in four runs; with virtiofsd first, 0.99 (four rounds); alternating,
+ *  1.10 (six rounds). Whether position matters is not settled, so it is balanced. */
+const attachOrder = (round: number): string[] => (round % 2 === 0 ? servers : [...servers].reverse());
+const mountsOf = (round: number): string[] => attachOrder(round).map((name) => `mkdir -p /mnt/${name} && mount -t virtiofs ${name} /mnt/${name} || exit 1`);
 const unmounts = servers.map((name) => `umount /mnt/${name}`);
 function fioScript(round: number): string {
   // Per job, each server's turn: the job's name carries the server (JOB@SERVER).
   const lines = jobs.flatMap(([job, args], j) =>
     turns(round + j, 1).map((name) => `mkdir -p /mnt/${name}/bench; ${fioCommand(`${job}@${name}`, `--directory=/mnt/${name}/bench ${args}`)}`));
-  return [...mounts, ...lines, ...unmounts].join('\n');
+  return [...mountsOf(round), ...lines, ...unmounts].join('\n');
 }
 function metaScript(round: number): string {
   const loop = (name: string): string => {
@@ -68,7 +73,7 @@ function metaScript(round: number): string {
   };
   return [
     'ns() { set -- $(sed -n 3p /proc/timer_list 2>/dev/null); if [ "$1 $2" = "now at" ]; then echo $3; else t=$(cut -d" " -f1 /proc/uptime); echo $((${t%.*}${t#*.}*10000000)); fi; }',
-    ...mounts, ...servers.map((name) => `mkdir -p /mnt/${name}/meta`),
+    ...mountsOf(round), ...servers.map((name) => `mkdir -p /mnt/${name}/meta`),
     ...turns(round, META_LOOPS).map(loop),
     ...unmounts,
   ].join('\n');
@@ -79,7 +84,7 @@ function metaScript(round: number): string {
 // journal made the same O_CREAT cost 150-540 us from one guest to the next (novm --stats,
 // NOVM_FS_PROFILE=1) against 44 us on tmpfs, a swing neither server controls that drowned the
 // servers' own per-request cost. BENCH_META_DIR=/tmp measures on the disk instead.
-const dir = mkdtempSync(join(tmpdir(), 'novm-bench-vfs-'));
+const dir = mkdtempSync(join(process.env['BENCH_FIO_DIR'] ?? tmpdir(), 'novm-bench-vfs-'));
 const metaDir = mkdtempSync(join(process.env['BENCH_META_DIR'] ?? (existsSync('/dev/shm') ? '/dev/shm' : tmpdir()), 'novm-bench-vfs-meta-'));
 const initramfs = (script: string, withFio: boolean): string =>
   buildInitramfs({ modules: ['virtio_pci', 'virtiofs'], binaries: withFio ? [FIO] : [], script });
@@ -105,7 +110,7 @@ for (const name of servers) if (starters[name] === undefined) throw new Error(`u
 /** Boots one guest with every server's device attached (tag = server name) and runs a round. */
 async function measure(round: number, withFio: boolean): Promise<Map<string, Figures>> {
   const label = `${withFio ? 'fio' : 'meta'}-${round}`;
-  const started = servers.map((name) => {
+  const started = attachOrder(round).map((name) => {
     const shared = join(withFio ? dir : metaDir, `${label}-${name}`);
     mkdirSync(shared);
     const socket = join(dir, `${label}-${name}.sock`);
