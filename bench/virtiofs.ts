@@ -146,10 +146,11 @@ async function measure(round: number, withFio: boolean): Promise<Map<string, Fig
   }
 }
 
-// BENCH_REPEAT fio rounds (default 3), then BENCH_META_ROUNDS metadata rounds (default 7), one
-// guest each. A round's metadata figure per server is the median of its loops in that guest.
-const REPEAT = jobs.length > 0 ? Math.max(1, Number(process.env['BENCH_REPEAT'] ?? 3)) : 0;
-const META_ROUNDS = Math.max(1, Number(process.env['BENCH_META_ROUNDS'] ?? 7));
+// BENCH_REPEAT fio rounds (default 4), then BENCH_META_ROUNDS metadata rounds (default 8), one
+// guest each; even counts, so each server has the first device in half of them. A round's
+// metadata figure per server is the median of its loops in that guest.
+const REPEAT = jobs.length > 0 ? Math.max(1, Number(process.env['BENCH_REPEAT'] ?? 4)) : 0;
+const META_ROUNDS = Math.max(1, Number(process.env['BENCH_META_ROUNDS'] ?? 8));
 const metaOf = (f: Figures): number => median(f.metaNs);
 const ms = (ns: number): string => `${(ns / 1e6).toFixed(0)} ms`;
 const metaLabel = `metadata (${META_FILES} create+write, ls -l, rm)`;
