@@ -44,18 +44,18 @@ const virtiofsdArgs = process.env['BENCH_VIRTIOFSD_ARGS']?.split(' ').filter((a)
 const META_FILES = Math.max(1, Number(process.env['BENCH_META_FILES'] ?? 1000));
 const META_LOOPS = Math.max(1, Number(process.env['BENCH_META_LOOPS'] ?? 2));
 
-/** The order the servers take their turns in within one guest: A B B A ... (or B A A B ... in
- *  odd rounds), so neither always runs on the guest's colder or warmer side. */
-function turns(round: number, count: number): string[] {
-  const first = round % 2 === 0 ? servers : [...servers].reverse();
-  return Array.from({ length: count }, (_, i) => (i % 2 === 0 ? first : [...first].reverse())).flat();
-}
-
-/** The servers in the order their devices are attached and mounted in a round: alternating too,
+/** The servers in the order their devices are attached and mounted in a round, alternating
  *  so neither always has the first PCI device and mount. With novm always first, seqwrite-1m
  *  came out at 0.86-0.93 in four runs; with virtiofsd first, 0.99 (four rounds); alternating,
  *  1.10 (six rounds). Whether position matters is not settled, so it is balanced. */
 const attachOrder = (round: number): string[] => (round % 2 === 0 ? servers : [...servers].reverse());
+
+/** The order the servers take their turns in within one guest: A B B A ... (or B A A B ... in
+ *  odd rounds), so neither always runs on the guest's colder or warmer side. */
+function turns(round: number, count: number): string[] {
+  const first = attachOrder(round);
+  return Array.from({ length: count }, (_, i) => (i % 2 === 0 ? first : [...first].reverse())).flat();
+}
 const mountsOf = (round: number): string[] => attachOrder(round).map((name) => `mkdir -p /mnt/${name} && mount -t virtiofs ${name} /mnt/${name} || exit 1`);
 const unmounts = servers.map((name) => `umount /mnt/${name}`);
 function fioScript(round: number): string {
@@ -152,6 +152,8 @@ async function measure(round: number, withFio: boolean): Promise<Map<string, Fig
 const REPEAT = jobs.length > 0 ? Math.max(1, Number(process.env['BENCH_REPEAT'] ?? 4)) : 0;
 const META_ROUNDS = Math.max(1, Number(process.env['BENCH_META_ROUNDS'] ?? 8));
 const metaOf = (f: Figures): number => median(f.metaNs);
+/** One server's figures, round by round. */
+const pick = (rounds: ReadonlyArray<ReadonlyMap<string, Figures>>, name: string): Figures[] => rounds.map((r) => r.get(name)!);
 const ms = (ns: number): string => `${(ns / 1e6).toFixed(0)} ms`;
 const metaLabel = `metadata (${META_FILES} create+write, ls -l, rm)`;
 
@@ -169,9 +171,8 @@ try {
     }
   }
   if (!servers.includes('virtiofsd')) {
-    const novm = (rounds: Array<Map<string, Figures>>): Figures[] => rounds.map((r) => r.get('novm')!);
-    jobs.forEach(([name], i) => console.log(`${name.padEnd(16)}  novm median ${median(novm(fioRounds).map((f) => f.iops[i]!)).toFixed(0)} IOPS`));
-    const times = novm(metaRounds).map(metaOf);
+    jobs.forEach(([name], i) => console.log(`${name.padEnd(16)}  novm median ${median(pick(fioRounds, 'novm').map((f) => f.iops[i]!)).toFixed(0)} IOPS`));
+    const times = pick(metaRounds, 'novm').map(metaOf);
     console.log(`${metaLabel}  novm median ${ms(median(times))}, best ${ms(Math.min(...times))} (${META_ROUNDS} guests x ${META_LOOPS} loops)`);
   } else compare(fioRounds, metaRounds);
 } finally {
@@ -180,26 +181,25 @@ try {
 }
 
 /** Prints a workload's per-round ratios and their median, and returns the median. */
-function report(name: string, novm: readonly number[], reference: readonly number[], perRound: readonly number[], unit: string): number {
+function report(name: string, novm: readonly number[], reference: readonly number[], perRound: readonly number[], format: (x: number) => string): number {
   const ratio = median(perRound);
-  console.log(`${name.padEnd(16)}  ${unit === 'ms' ? ms(median(novm)).padStart(9) : median(novm).toFixed(0).padStart(9)}   ${unit === 'ms' ? ms(median(reference)).padStart(14) : median(reference).toFixed(0).padStart(14)}   ${ratio.toFixed(2)}   ${perRound.map((r) => r.toFixed(2)).join(' ')}`);
+  console.log(`${name.padEnd(16)}  ${format(median(novm)).padStart(9)}   ${format(median(reference)).padStart(14)}   ${ratio.toFixed(2)}   ${perRound.map((r) => r.toFixed(2)).join(' ')}`);
   return ratio;
 }
 
 function compare(fioRounds: ReadonlyArray<ReadonlyMap<string, Figures>>, metaRounds: ReadonlyArray<ReadonlyMap<string, Figures>>): void {
   const ratios: number[] = [];
-  const pick = (rounds: ReadonlyArray<ReadonlyMap<string, Figures>>, name: string): Figures[] => rounds.map((r) => r.get(name)!);
   console.log(`paired rounds: one guest per round mounts both servers; ratio = novm/virtiofsd throughput per round, the figure is their median`);
   console.log('workload               novm        virtiofsd   ratio   per round');
   jobs.forEach(([job], i) => {
     const a = pick(fioRounds, 'novm').map((f) => f.iops[i]!);
     const b = pick(fioRounds, 'virtiofsd').map((f) => f.iops[i]!);
-    ratios.push(report(`${job} IOPS`.padEnd(16), a, b, a.map((x, r) => x / b[r]!), 'iops'));
+    ratios.push(report(`${job} IOPS`.padEnd(16), a, b, a.map((x, r) => x / b[r]!), (x) => x.toFixed(0)));
   });
   const a = pick(metaRounds, 'novm').map(metaOf);
   const b = pick(metaRounds, 'virtiofsd').map(metaOf);
   // Time, so the throughput ratio is the reference's time over novm's.
-  ratios.push(report('metadata', a, b, a.map((x, r) => b[r]! / x), 'ms'));
+  ratios.push(report('metadata', a, b, a.map((x, r) => b[r]! / x), ms));
   console.log(`  ${metaLabel}: time per loop, host dir on ${process.env['BENCH_META_DIR'] ?? '/dev/shm'}, ${META_ROUNDS} guests x ${META_LOOPS} loops per server`);
   const geomean = Math.exp(ratios.reduce((s, r) => s + Math.log(r), 0) / ratios.length);
   console.log(`bench:virtiofs novm vhost-user fs / C virtiofsd (throughput, geometric mean of ${ratios.length} workloads, QEMU TCG guest): ${geomean.toFixed(2)}`);
