@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { median } from './median.js';
-import { FIO, buildInitramfs, fioCommand, parseFio, qemuUnavailableReason, runGuest } from '../test/qemu/harness.js';
+import { FIO, buildInitramfs, fioJobsCommand, parseFio, qemuUnavailableReason, runGuest } from '../test/qemu/harness.js';
 
 const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
 const reason = qemuUnavailableReason() ?? (existsSync(VIRTIOFSD) ? undefined : `${VIRTIOFSD} not installed`);
@@ -19,16 +19,25 @@ if (reason !== undefined) {
   process.exit(0);
 }
 
+// Each server runs each fio job for BENCH_RUNTIME seconds per guest, cut into BENCH_SLICES
+// slices taken in turns (A B B A A B ...) by one fio invocation (--stonewall: one slice at a
+// time, each over the server's own file). Why slices: this host's speed drifts over seconds. An
+// A/A run (novm against a second novm, 8 s turns) gave per-round ratios from 0.91 to 1.55 for
+// the same server; that noise, not the servers, decided the sequential rows. Short alternating
+// slices put both servers under the same drift.
 const RUNTIME = Number(process.env['BENCH_RUNTIME'] ?? 8);
-const common = `--ioengine=psync --size=64m --time_based --runtime=${RUNTIME}`;
+const SLICES = Math.max(1, Math.round(Number(process.env['BENCH_SLICES'] ?? 8)));
+const sliceMs = Math.max(100, Math.round((RUNTIME * 1000) / SLICES));
+const fioGlobals = `--ioengine=psync --size=64m --time_based --runtime=${sliceMs}ms`;
 const allJobs: Array<[string, string]> = [
-  ['seqwrite-1m', `${common} --rw=write --bs=1m --end_fsync=1`],
-  ['seqread-1m', `${common} --rw=read --bs=1m --invalidate=1`],
-  ['randread-4k', `${common} --rw=randread --bs=4k --invalidate=1`],
-  ['randwrite-4k', `${common} --rw=randwrite --bs=4k`],
+  ['seqwrite-1m', '--rw=write --bs=1m --end_fsync=1'],
+  ['seqread-1m', '--rw=read --bs=1m --invalidate=1'],
+  ['randread-4k', '--rw=randread --bs=4k --invalidate=1'],
+  ['randwrite-4k', '--rw=randwrite --bs=4k'],
 ];
 // While iterating: BENCH_JOBS=seqwrite-1m,randread-4k runs only those fio jobs (none: metadata
-// only), BENCH_SERVERS=novm only novm's back end (no ratio then), BENCH_NOVM_ARGS adds flags
+// only), BENCH_SERVERS=novm only novm's back end (no ratio then), BENCH_SERVERS=novm,novm-b an
+// A/A run against a second novm (the ratios then show this host's noise), BENCH_NOVM_ARGS adds flags
 // (e.g. --stats), BENCH_NODE_ARGS node options for it (e.g. --cpu-prof), BENCH_VIRTIOFSD_ARGS
 // flags for virtiofsd (e.g. -d to log every request).
 const only = process.env['BENCH_JOBS']?.split(',');
@@ -59,10 +68,16 @@ function turns(round: number, count: number): string[] {
 const mountsOf = (round: number): string[] => attachOrder(round).map((name) => `mkdir -p /mnt/${name} && mount -t virtiofs ${name} /mnt/${name} || exit 1`);
 const unmounts = servers.map((name) => `umount /mnt/${name}`);
 function fioScript(round: number): string {
-  // Per job, each server's turn: the job's name carries the server (JOB@SERVER).
-  const lines = jobs.flatMap(([job, args], j) =>
-    turns(round + j, 1).map((name) => `mkdir -p /mnt/${name}/bench; ${fioCommand(`${job}@${name}`, `--directory=/mnt/${name}/bench ${args}`)}`));
-  return [...mountsOf(round), ...lines, ...unmounts].join('\n');
+  // Per job, one fio run of both servers' slices; a slice's name carries its server (JOB@SERVER#K).
+  // First one untimed slice per server (JOB@SERVER~warm): a server's first slice in a guest ran
+  // at 40-90 % of its later ones (A/A, novm against novm, seqwrite-1m), whichever went first.
+  const slice = (job: string, args: string, name: string, tag: string): readonly [string, string] =>
+    [`${job}@${name}${tag}`, `--stonewall --filename=/mnt/${name}/bench/${job} ${args}`];
+  const lines = jobs.map(([job, args], j) => fioJobsCommand(job, fioGlobals, [
+    ...turns(round + j, 1).map((name) => slice(job, args, name, '~warm')),
+    ...turns(round + j, SLICES).map((name, k) => slice(job, args, name, `#${k}`)),
+  ]));
+  return [...mountsOf(round), ...servers.map((name) => `mkdir -p /mnt/${name}/bench`), ...lines, ...unmounts].join('\n');
 }
 function metaScript(round: number): string {
   const loop = (name: string): string => {
@@ -91,21 +106,25 @@ const initramfs = (script: string, withFio: boolean): string =>
 
 /** One server's figures in one guest. */
 interface Figures {
-  /** Per fio job (empty in a metadata round). */
+  /** Per fio job (empty in a metadata round): the mean of its slices, and the slices in order. */
   readonly iops: number[];
+  readonly slices: number[][];
   /** Per metadata loop, nanoseconds (empty in a fio round). */
   readonly metaNs: number[];
   /** Per loop: create, list and remove phases, nanoseconds. */
   readonly phases: number[][];
 }
 
+const startNovm = (tag: string) => (socket: string, shared: string): ChildProcess =>
+  spawn(process.execPath, [...(process.env['BENCH_NODE_ARGS']?.split(' ').filter((x) => x !== '') ?? []), join(process.cwd(), 'dist/src/cli/main.js'), 'vhost-user', 'fs', '--write', `/=${shared}`, '--tag', tag, '--socket', socket, ...novmArgs], { stdio: ['ignore', 'inherit', 'inherit'] });
 const starters: Record<string, (socket: string, shared: string) => ChildProcess> = {
-  novm: (socket, shared) =>
-    spawn(process.execPath, [...(process.env['BENCH_NODE_ARGS']?.split(' ').filter((x) => x !== '') ?? []), join(process.cwd(), 'dist/src/cli/main.js'), 'vhost-user', 'fs', '--write', `/=${shared}`, '--tag', 'novm', '--socket', socket, ...novmArgs], { stdio: ['ignore', 'inherit', 'inherit'] }),
+  novm: startNovm('novm'),
+  'novm-b': startNovm('novm-b'),
   virtiofsd: (socket, shared) =>
     spawn(VIRTIOFSD, [`--socket-path=${socket}`, '-o', `source=${shared}`, '-o', 'cache=auto', '-o', 'sandbox=chroot', ...virtiofsdArgs], { stdio: ['ignore', 'ignore', 'inherit'] }),
 };
 for (const name of servers) if (starters[name] === undefined) throw new Error(`unknown server ${name} in BENCH_SERVERS`);
+if (servers.length > 2 || new Set(servers).size !== servers.length) throw new Error('BENCH_SERVERS names one server, or two different ones');
 
 /** Boots one guest with every server's device attached (tag = server name) and runs a round. */
 async function measure(round: number, withFio: boolean): Promise<Map<string, Figures>> {
@@ -118,11 +137,11 @@ async function measure(round: number, withFio: boolean): Promise<Map<string, Fig
   });
   try {
     for (let i = 0; i < 200 && !started.every((s) => existsSync(s.socket)); i++) await sleep(25);
-    const fioJobs = withFio ? jobs.length * servers.length : 0;
+    const fioJobs = withFio ? jobs.length * servers.length * (SLICES + 1) : 0;
     const loopCount = withFio ? 0 : META_LOOPS * servers.length;
     const run = await runGuest({
       initramfs: withFio ? initramfs(fioScript(round), true) : initramfs(metaScript(round), false), memoryMiB: 1024,
-      timeoutMs: (fioJobs * (RUNTIME + 8) + 90 + (loopCount * META_FILES) / 50) * 1000,
+      timeoutMs: (fioJobs * (sliceMs / 1000 + 2) + jobs.length * 10 + 90 + (loopCount * META_FILES) / 50) * 1000,
       qemuArgs: started.flatMap((s, i) => ['-chardev', `socket,id=fs${i},path=${s.socket}`, '-device', `vhost-user-fs-pci,chardev=fs${i},tag=${s.name}`]),
     });
     const results = withFio ? parseFio(run.output ?? '') : [];
@@ -130,11 +149,10 @@ async function measure(round: number, withFio: boolean): Promise<Map<string, Fig
     if (results.length !== fioJobs || loops.length !== loopCount) throw new Error(`${label}: results missing\n${run.transcript.slice(-3000)}`);
     return new Map(servers.map((name) => {
       const mine = loops.filter((m) => m[1] === name);
-      const iops = results.length === 0 ? [] : jobs.map(([job]) => {
-        const r = results.find((x) => x.name === `${job}@${name}`)!;
-        return r.readIops + r.writeIops;
-      });
-      return [name, { iops, metaNs: mine.map((m) => Number(m[2])), phases: mine.map((m) => [m[3], m[4], m[5]].map((x) => Number(x))) }];
+      // A server's figure for a job: the mean of its slices (all of the same length).
+      const slices = results.length === 0 ? [] : jobs.map(([job]) => results.filter((x) => x.name.startsWith(`${job}@${name}#`)).map((r) => r.readIops + r.writeIops));
+      const iops = slices.map((s) => s.reduce((sum, x) => sum + x, 0) / s.length);
+      return [name, { iops, slices, metaNs: mine.map((m) => Number(m[2])), phases: mine.map((m) => [m[3], m[4], m[5]].map((x) => Number(x))) }];
     }));
   } finally {
     // Let the servers finish (novm prints --stats on SIGTERM) before the next round starts.
@@ -166,15 +184,16 @@ try {
     (withFio ? fioRounds : metaRounds).push(figures);
     if (process.env['BENCH_VERBOSE'] !== '1') continue;
     for (const [name, f] of figures) {
-      if (withFio) console.log(`round ${round} ${name}: ${jobs.map(([job], i) => `${job} ${f.iops[i]!.toFixed(0)}`).join(', ')} IOPS`);
+      if (withFio) console.log(`round ${round} ${name}: ${jobs.map(([job], i) => `${job} ${f.iops[i]!.toFixed(0)} (slices ${f.slices[i]!.map((x) => x.toFixed(0)).join(' ')})`).join(', ')} IOPS`);
       else console.log(`round ${round - REPEAT} ${name}: metadata ${f.metaNs.map((t, i) => `${ms(t)} (${f.phases[i]!.map(ms).join(' + ')})`).join(', ')}`);
     }
   }
-  if (!servers.includes('virtiofsd')) {
-    jobs.forEach(([name], i) => console.log(`${name.padEnd(16)}  novm median ${median(pick(fioRounds, 'novm').map((f) => f.iops[i]!)).toFixed(0)} IOPS`));
-    const times = pick(metaRounds, 'novm').map(metaOf);
-    console.log(`${metaLabel}  novm median ${ms(median(times))}, best ${ms(Math.min(...times))} (${META_ROUNDS} guests x ${META_LOOPS} loops)`);
-  } else compare(fioRounds, metaRounds);
+  const [only, reference] = servers as [string, string | undefined];
+  if (reference === undefined) {
+    jobs.forEach(([name], i) => console.log(`${name.padEnd(16)}  ${only} median ${median(pick(fioRounds, only).map((f) => f.iops[i]!)).toFixed(0)} IOPS`));
+    const times = pick(metaRounds, only).map(metaOf);
+    console.log(`${metaLabel}  ${only} median ${ms(median(times))}, best ${ms(Math.min(...times))} (${META_ROUNDS} guests x ${META_LOOPS} loops)`);
+  } else compare(only, reference, fioRounds, metaRounds);
 } finally {
   rmSync(dir, { recursive: true, force: true });
   rmSync(metaDir, { recursive: true, force: true });
@@ -187,20 +206,22 @@ function report(name: string, novm: readonly number[], reference: readonly numbe
   return ratio;
 }
 
-function compare(fioRounds: ReadonlyArray<ReadonlyMap<string, Figures>>, metaRounds: ReadonlyArray<ReadonlyMap<string, Figures>>): void {
+function compare(mine: string, reference: string, fioRounds: ReadonlyArray<ReadonlyMap<string, Figures>>, metaRounds: ReadonlyArray<ReadonlyMap<string, Figures>>): void {
   const ratios: number[] = [];
-  console.log(`paired rounds: one guest per round mounts both servers; ratio = novm/virtiofsd throughput per round, the figure is their median`);
-  console.log('workload               novm        virtiofsd   ratio   per round');
+  console.log(`paired rounds: one guest per round mounts both servers; ratio = ${mine}/${reference} throughput per round, the figure is their median`);
+  console.log(`workload          ${mine.padStart(9)}   ${reference.padStart(14)}   ratio   per round`);
   jobs.forEach(([job], i) => {
-    const a = pick(fioRounds, 'novm').map((f) => f.iops[i]!);
-    const b = pick(fioRounds, 'virtiofsd').map((f) => f.iops[i]!);
+    const a = pick(fioRounds, mine).map((f) => f.iops[i]!);
+    const b = pick(fioRounds, reference).map((f) => f.iops[i]!);
     ratios.push(report(`${job} IOPS`.padEnd(16), a, b, a.map((x, r) => x / b[r]!), (x) => x.toFixed(0)));
   });
-  const a = pick(metaRounds, 'novm').map(metaOf);
-  const b = pick(metaRounds, 'virtiofsd').map(metaOf);
-  // Time, so the throughput ratio is the reference's time over novm's.
+  const a = pick(metaRounds, mine).map(metaOf);
+  const b = pick(metaRounds, reference).map(metaOf);
+  // Time, so the throughput ratio is the reference's time over mine.
   ratios.push(report('metadata', a, b, a.map((x, r) => b[r]! / x), ms));
   console.log(`  ${metaLabel}: time per loop, host dir on ${process.env['BENCH_META_DIR'] ?? '/dev/shm'}, ${META_ROUNDS} guests x ${META_LOOPS} loops per server`);
+  console.log(`  fio: ${SLICES} slices of ${sliceMs} ms per server, job and guest, in turns; ${REPEAT} guests`);
   const geomean = Math.exp(ratios.reduce((s, r) => s + Math.log(r), 0) / ratios.length);
-  console.log(`bench:virtiofs novm vhost-user fs / C virtiofsd (throughput, geometric mean of ${ratios.length} workloads, QEMU TCG guest): ${geomean.toFixed(2)}`);
+  const what = reference === 'virtiofsd' ? 'novm vhost-user fs / C virtiofsd' : `${mine} / ${reference} (A/A: this host's noise)`;
+  console.log(`bench:virtiofs ${what} (throughput, geometric mean of ${ratios.length} workloads, QEMU TCG guest): ${geomean.toFixed(2)}`);
 }

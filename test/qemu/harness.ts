@@ -223,10 +223,18 @@ export interface FioResult {
 
 /** A guest shell line running one fio job and printing its JSON between markers. */
 export function fioCommand(name: string, args: string): string {
-  return `echo "FIO-BEGIN ${name}"; ${FIO} --name=${name} --output-format=json ${args} 2>&1; echo "FIO-END ${name}"`;
+  return fioJobsCommand(name, '', [[name, args]]);
 }
 
-/** Parses every fio job printed by fioCommand lines from a guest's output. */
+/** A guest shell line running several fio jobs in one invocation (global options first, then each
+ *  job's own), printing their JSON between markers named `label`. */
+export function fioJobsCommand(label: string, globalArgs: string, jobs: ReadonlyArray<readonly [name: string, args: string]>): string {
+  const sections = jobs.map(([name, args]) => `--name=${name} ${args}`).join(' ');
+  return `echo "FIO-BEGIN ${label}"; ${FIO} --output-format=json ${globalArgs} ${sections} 2>&1; echo "FIO-END ${label}"`;
+}
+
+/** Parses every fio job printed by fioCommand lines from a guest's output: each job of a block
+ *  (one invocation may run several, e.g. --stonewall slices), named by its own --name. */
 export function parseFio(output: string): FioResult[] {
   const results: FioResult[] = [];
   const re = /FIO-BEGIN (\S+)\n([\s\S]*?)FIO-END \1/g;
@@ -236,11 +244,12 @@ export function parseFio(output: string): FioResult[] {
     const end = text.lastIndexOf('}');
     if (start < 0 || end < start) continue;
     try {
-      const json = JSON.parse(text.slice(start, end + 1)) as { jobs: Array<{ error: number; read: { iops: number; bw: number }; write: { iops: number; bw: number } }> };
-      const job = json.jobs[0]!;
-      results.push({ name: m[1]!, readIops: job.read.iops, writeIops: job.write.iops, readKiBps: job.read.bw, writeKiBps: job.write.bw, error: job.error });
+      const json = JSON.parse(text.slice(start, end + 1)) as { jobs: Array<{ jobname: string; error: number; read: { iops: number; bw: number }; write: { iops: number; bw: number } }> };
+      for (const job of json.jobs) {
+        results.push({ name: job.jobname, readIops: job.read.iops, writeIops: job.write.iops, readKiBps: job.read.bw, writeKiBps: job.write.bw, error: job.error });
+      }
     } catch {
-      // Kernel messages interleaved into the JSON: skip this job.
+      // Kernel messages interleaved into the JSON: skip this block.
     }
   }
   return results;
