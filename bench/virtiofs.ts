@@ -1,9 +1,9 @@
 // bench:virtiofs — one guest (QEMU TCG, Debian's kernel) mounts two virtio-fs devices at once:
 // one served by novm's vhost-user fs back end, one by QEMU's C virtiofsd
 // (/usr/lib/qemu/virtiofsd, cache=auto, sandbox=chroot), each over a host directory of its own.
-// fio and a metadata loop run in that guest against each mount in turn. Each round boots a new
-// guest; its ratios are paired (same guest, same boot, same minute of this host's load), and the
-// figure per workload is the median of the rounds' ratios.
+// fio (in 1 s slices) and a metadata loop run in that guest against each mount in turn. Each
+// round boots a new guest; its ratios are paired (same guest, same boot, same minute of this
+// host's load), and the figure per workload is the median of the rounds' ratios.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -188,12 +188,12 @@ try {
       else console.log(`round ${round - REPEAT} ${name}: metadata ${f.metaNs.map((t, i) => `${ms(t)} (${f.phases[i]!.map(ms).join(' + ')})`).join(', ')}`);
     }
   }
-  const [only, reference] = servers as [string, string | undefined];
+  const [first, reference] = servers as [string, string | undefined];
   if (reference === undefined) {
-    jobs.forEach(([name], i) => console.log(`${name.padEnd(16)}  ${only} median ${median(pick(fioRounds, only).map((f) => f.iops[i]!)).toFixed(0)} IOPS`));
-    const times = pick(metaRounds, only).map(metaOf);
-    console.log(`${metaLabel}  ${only} median ${ms(median(times))}, best ${ms(Math.min(...times))} (${META_ROUNDS} guests x ${META_LOOPS} loops)`);
-  } else compare(only, reference, fioRounds, metaRounds);
+    jobs.forEach(([name], i) => console.log(`${name.padEnd(16)}  ${first} median ${median(pick(fioRounds, first).map((f) => f.iops[i]!)).toFixed(0)} IOPS`));
+    const times = pick(metaRounds, first).map(metaOf);
+    console.log(`${metaLabel}  ${first} median ${ms(median(times))}, best ${ms(Math.min(...times))} (${META_ROUNDS} guests x ${META_LOOPS} loops)`);
+  } else compare(first, reference, fioRounds, metaRounds);
 } finally {
   rmSync(dir, { recursive: true, force: true });
   rmSync(metaDir, { recursive: true, force: true });
