@@ -67,15 +67,18 @@ function turns(round: number, count: number): string[] {
 }
 const mountsOf = (round: number): string[] => attachOrder(round).map((name) => `mkdir -p /mnt/${name} && mount -t virtiofs ${name} /mnt/${name} || exit 1`);
 const unmounts = servers.map((name) => `umount /mnt/${name}`);
+/** The job names of a server's timed fio slices start with this (JOB@SERVER#K); its untimed
+ *  slice is JOB@SERVER~warm. */
+const timedSlices = (job: string, server: string): string => `${job}@${server}#`;
 function fioScript(round: number): string {
-  // Per job, one fio run of both servers' slices; a slice's name carries its server (JOB@SERVER#K).
-  // First one untimed slice per server (JOB@SERVER~warm): a server's first slice in a guest ran
-  // at 40-90 % of its later ones (A/A, novm against novm, seqwrite-1m), whichever went first.
-  const slice = (job: string, args: string, name: string, tag: string): readonly [string, string] =>
-    [`${job}@${name}${tag}`, `--stonewall --filename=/mnt/${name}/bench/${job} ${args}`];
+  // Per job, one fio run of both servers' slices, each named after its server (timedSlices).
+  // First one untimed slice per server: a server's first slice in a guest ran at 40-90 % of its
+  // later ones (A/A, novm against novm, seqwrite-1m), whichever went first.
+  const slice = (job: string, args: string, name: string, k: number | 'warm'): readonly [string, string] =>
+    [k === 'warm' ? `${job}@${name}~warm` : `${timedSlices(job, name)}${k}`, `--stonewall --filename=/mnt/${name}/bench/${job} ${args}`];
   const lines = jobs.map(([job, args], j) => fioJobsCommand(job, fioGlobals, [
-    ...turns(round + j, 1).map((name) => slice(job, args, name, '~warm')),
-    ...turns(round + j, SLICES).map((name, k) => slice(job, args, name, `#${k}`)),
+    ...turns(round + j, 1).map((name) => slice(job, args, name, 'warm')),
+    ...turns(round + j, SLICES).map((name, k) => slice(job, args, name, k)),
   ]));
   return [...mountsOf(round), ...servers.map((name) => `mkdir -p /mnt/${name}/bench`), ...lines, ...unmounts].join('\n');
 }
@@ -150,7 +153,7 @@ async function measure(round: number, withFio: boolean): Promise<Map<string, Fig
     return new Map(servers.map((name) => {
       const mine = loops.filter((m) => m[1] === name);
       // A server's figure for a job: the mean of its slices (all of the same length).
-      const slices = results.length === 0 ? [] : jobs.map(([job]) => results.filter((x) => x.name.startsWith(`${job}@${name}#`)).map((r) => r.readIops + r.writeIops));
+      const slices = results.length === 0 ? [] : jobs.map(([job]) => results.filter((x) => x.name.startsWith(timedSlices(job, name))).map((r) => r.readIops + r.writeIops));
       const iops = slices.map((s) => s.reduce((sum, x) => sum + x, 0) / s.length);
       return [name, { iops, slices, metaNs: mine.map((m) => Number(m[2])), phases: mine.map((m) => [m[3], m[4], m[5]].map((x) => Number(x))) }];
     }));
@@ -200,9 +203,9 @@ try {
 }
 
 /** Prints a workload's per-round ratios and their median, and returns the median. */
-function report(name: string, novm: readonly number[], reference: readonly number[], perRound: readonly number[], format: (x: number) => string): number {
+function report(name: string, mine: readonly number[], reference: readonly number[], perRound: readonly number[], format: (x: number) => string): number {
   const ratio = median(perRound);
-  console.log(`${name.padEnd(16)}  ${format(median(novm)).padStart(9)}   ${format(median(reference)).padStart(14)}   ${ratio.toFixed(2)}   ${perRound.map((r) => r.toFixed(2)).join(' ')}`);
+  console.log(`${name.padEnd(16)}  ${format(median(mine)).padStart(9)}   ${format(median(reference)).padStart(14)}   ${ratio.toFixed(2)}   ${perRound.map((r) => r.toFixed(2)).join(' ')}`);
   return ratio;
 }
 

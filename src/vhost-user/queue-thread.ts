@@ -43,11 +43,12 @@ export interface QueueThreadOptions {
 }
 
 /** Busy polling's longest window unless told otherwise (us). 2 ms, not KVM's 200 us: under a
- *  QEMU TCG guest a 1 MiB buffered write is three requests 0.1-1.3 ms apart, and on this nested
- *  host the kick and wake-up a sleeping thread pays cost novm seqwrite-1m ~10 % against C
- *  virtiofsd (0.89, 0.93 in two paired runs at 200 us; 1.08 over four rounds and 1.02 in a full
- *  run at 2000 us). The window still adapts: an idle guest costs no spinning, a streaming one
- *  up to the thread's core (`--poll-us 200` is the frugal setting). */
+ *  QEMU TCG guest a 1 MiB buffered write is three requests 0.1-1.3 ms apart, and a sleeping
+ *  thread pays a kick and a wake-up for each. In bench:virtiofs that shows on seqwrite-1m only,
+ *  and barely: against C virtiofsd 0.90 at 200 us and 1.00 at 2000 us in two full sliced runs,
+ *  where novm against itself spread 0.96-1.01 (docs/virtiofs-metadata.md, "Seventh session").
+ *  The window still adapts: an idle guest costs no spinning, a streaming one up to the
+ *  thread's core (`--poll-us 200` is the frugal setting). */
 export const DEFAULT_POLL_US = 2000;
 
 export class QueueThreadDevice implements BackendDevice {
